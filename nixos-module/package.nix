@@ -1,0 +1,101 @@
+# The cim-leaf package: the daemon, its unit, its D-Bus policy and interface,
+# and its sysusers.d entry, built with meson from this repository.
+{ lib
+, stdenv
+, meson
+, ninja
+, pkg-config
+, libnats-c
+, sdbus-cpp
+, systemd
+, spdlog
+, yaml-cpp
+, nlohmann_json
+, doctest
+}:
+
+let
+  root = ../.;
+
+  # The version lives in one place: the project() call of meson.build.
+  versionMatch = builtins.match
+    ".*project\\([^)]*[^_]version[[:space:]]*:[[:space:]]*'([^']+)'.*"
+    (builtins.readFile (root + "/meson.build"));
+in
+stdenv.mkDerivation {
+  pname = "cim-leaf";
+  version = if versionMatch == null then "unstable" else lib.head versionMatch;
+
+  # Only what meson reads: editing the flake, the VM tests or the README does
+  # not rebuild the daemon.
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (root + "/meson.build")
+      (lib.fileset.maybeMissing (root + "/meson_options.txt"))
+      (root + "/daemon")
+      (root + "/proto")
+      (lib.fileset.maybeMissing (root + "/nixos-module/options.nix"))
+      (lib.fileset.maybeMissing (root + "/tests"))
+      (lib.fileset.maybeMissing (root + "/bench"))
+    ];
+  };
+
+  strictDeps = true;
+
+  nativeBuildInputs = [
+    meson
+    ninja
+    pkg-config
+    # sdbus-c++-xml2cpp generates the D-Bus adaptor at build time.
+    sdbus-cpp
+  ];
+
+  buildInputs = [
+    libnats-c
+    sdbus-cpp
+    systemd
+    spdlog
+    yaml-cpp
+    nlohmann_json
+    doctest
+  ];
+
+  # nixpkgs turns every meson `auto` feature into `enabled`; this project's
+  # auto features (sanitizers, fuzzing, ...) are meant to stay auto.
+  mesonAutoFeatures = "auto";
+  mesonFlags = [ ];
+
+  # Only the unit suite runs in the build sandbox: the integration and system
+  # suites need a network, a D-Bus daemon and systemd.
+  doCheck = true;
+  mesonCheckFlags = [
+    "--suite"
+    "unit"
+  ];
+
+  # The files the NixOS module relies on are where it looks for them, and the
+  # unit starts the binary of this very package.
+  doInstallCheck = true;
+  installCheckPhase = ''
+    runHook preInstallCheck
+
+    test -x "$out/bin/cim-leaf"
+    test -f "$out/lib/systemd/system/cim-leaf.service"
+    test -f "$out/share/dbus-1/system.d/org.cim.Leaf1.conf"
+    test -f "$out/share/dbus-1/interfaces/org.cim.Leaf1.xml"
+    test -f "$out/lib/sysusers.d/cim-leaf.conf"
+    grep -q "^ExecStart=$out/bin/cim-leaf " "$out/lib/systemd/system/cim-leaf.service"
+    "$out/bin/cim-leaf" --version
+    "$out/bin/cim-leaf" --print-config-schema > /dev/null
+
+    runHook postInstallCheck
+  '';
+
+  meta = {
+    description = "Node agent of a CIM leaf: NATS heartbeats and health, systemd notify, D-Bus status";
+    license = lib.licenses.mit;
+    mainProgram = "cim-leaf";
+    platforms = lib.platforms.linux;
+  };
+}
