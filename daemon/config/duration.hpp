@@ -1,0 +1,19 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cim::config {
+
+using Duration = std::chrono::milliseconds;
+
+// "500ms", "5s", "2m", "1h": one unsigned number and one unit, as operators
+// write them in YAML and Nix. Returns nullopt for anything else.
+std::optional<Duration> parse_duration(std::string_view text);
+
+// The shortest exact spelling of `d` in the same grammar ("1500ms", "5s").
+std::string format_duration(Duration d);
+
+}  // namespace cim::config

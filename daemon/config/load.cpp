@@ -1,0 +1,397 @@
+#include "config/load.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <map>
+#include <regex>
+#include <set>
+
+#include <yaml-cpp/yaml.h>
+
+#include "config/schema.hpp"
+#include "util/text.hpp"
+
+namespace cim::config {
+
+std::string Diagnostic::str() const
+{
+    std::string out = file;
+    if (line > 0)
+        out += ":" + std::to_string(line) + ":" + std::to_string(column);
+    out += ": ";
+    if (!key.empty())
+        out += key + ": ";
+    return out + message;
+}
+
+namespace {
+
+std::string describe(const YAML::Node& node)
+{
+    switch (node.Type()) {
+    case YAML::NodeType::Null:
+        return "null";
+    case YAML::NodeType::Sequence:
+        return "a list";
+    case YAML::NodeType::Map:
+        return "a mapping";
+    default:
+        return util::quote(node.Scalar());
+    }
+}
+
+std::string join_path(const std::string& parent, const std::string& key)
+{
+    return parent.empty() ? key : parent + "." + key;
+}
+
+// The closest known key, for "did you mean" hints on typos.
+std::string closest(const std::string& key, const std::vector<Field>& fields)
+{
+    std::string best;
+    std::size_t best_distance = 3;  // more edits than this is not a typo
+    for (const Field& field : fields) {
+        const std::size_t distance = util::edit_distance(key, field.name);
+        if (distance < best_distance) {
+            best_distance = distance;
+            best = field.name;
+        }
+    }
+    return best;
+}
+
+std::string expected(const Field& field)
+{
+    switch (field.kind) {
+    case Kind::string:
+        return field.pattern_hint.empty() ? "a string" : field.pattern_hint;
+    case Kind::secret_path:
+        return field.pattern_hint;
+    case Kind::boolean:
+        return "true or false";
+    case Kind::integer:
+        return "an integer from " + std::to_string(field.minimum) + " to " + std::to_string(field.maximum);
+    case Kind::duration:
+        return "a duration like 500ms or 5s";
+    case Kind::choice: {
+        std::string list;
+        for (const auto& choice : field.choices)
+            list += (list.empty() ? "" : ", ") + choice;
+        return "one of " + list;
+    }
+    case Kind::string_list:
+        return "a list of " + (field.pattern_hint.empty() ? std::string("strings") : field.pattern_hint + "s");
+    case Kind::string_map:
+        return "a mapping of strings to strings";
+    case Kind::object:
+        break;
+    }
+    return "a mapping";
+}
+
+class Loader {
+public:
+    explicit Loader(std::string file) : file_(std::move(file)) {}
+
+    std::vector<Diagnostic> errors;
+    std::map<std::string, YAML::Mark> marks;  // where each key given in the file stands
+
+    void error(const YAML::Mark& mark, std::string key, std::string message)
+    {
+        errors.push_back({file_, mark.line + 1, mark.column + 1, std::move(key), std::move(message)});
+    }
+
+    void file_error(std::string key, std::string message)
+    {
+        errors.push_back({file_, 0, 0, std::move(key), std::move(message)});
+    }
+
+    // Reads the mapping `node` against the object `field` into `config`.
+    void object(const Field& field, const YAML::Node& node, const std::string& path, Config& config)
+    {
+        if (node.IsNull())
+            return;  // an empty section: all defaults
+        if (!node.IsMap()) {
+            error(node.Mark(), path, "expected " + expected(field) + ", got " + describe(node));
+            return;
+        }
+        std::set<std::string> seen;
+        for (const auto& entry : node) {
+            const YAML::Node& key_node = entry.first;
+            if (!key_node.IsScalar()) {
+                error(key_node.Mark(), path, "expected a key name, got " + describe(key_node));
+                continue;
+            }
+            const std::string& key = key_node.Scalar();
+            const std::string key_path = join_path(path, key);
+            if (!seen.insert(key).second) {
+                error(key_node.Mark(), key_path, "duplicate key");
+                continue;
+            }
+            auto member = std::find_if(field.fields.begin(), field.fields.end(),
+                                       [&](const Field& f) { return f.name == key; });
+            if (member == field.fields.end()) {
+                const std::string hint = closest(key, field.fields);
+                error(key_node.Mark(), key_path,
+                      "unknown key" + (hint.empty() ? std::string() : " (did you mean " + hint + "?)"));
+                continue;
+            }
+            marks[key_path] = key_node.Mark();
+            value(*member, entry.second, key_path, config);
+        }
+    }
+
+    void value(const Field& field, const YAML::Node& node, const std::string& path, Config& config)
+    {
+        if (field.kind == Kind::object) {
+            object(field, node, path, config);
+            return;
+        }
+        if (node.IsNull() && field.default_value.is_null())
+            return;  // explicitly unset optional key
+        if (auto parsed = leaf(field, node, path))
+            field.store(config, std::move(*parsed));
+    }
+
+private:
+    std::optional<Value> leaf(const Field& field, const YAML::Node& node, const std::string& path)
+    {
+        auto fail = [&](const YAML::Node& where, std::string message) -> std::optional<Value> {
+            error(where.Mark(), path, std::move(message));
+            return std::nullopt;
+        };
+        auto mismatch = [&](const YAML::Node& where) {
+            return fail(where, "expected " + expected(field) + ", got " + describe(where));
+        };
+        const bool plain = node.IsScalar() && node.Tag() != "!";  // quoted scalars are strings
+
+        switch (field.kind) {
+        case Kind::string:
+        case Kind::secret_path:
+            if (!node.IsScalar() || !matches(field, node.Scalar()))
+                return mismatch(node);
+            return Value{node.Scalar()};
+        case Kind::boolean:
+            if (plain && (node.Scalar() == "true" || node.Scalar() == "false"))
+                return Value{node.Scalar() == "true"};
+            return mismatch(node);
+        case Kind::integer: {
+            const auto number = plain ? util::parse_int(node.Scalar()) : std::nullopt;
+            if (!number || *number < field.minimum || *number > field.maximum)
+                return mismatch(node);
+            return Value{*number};
+        }
+        case Kind::duration: {
+            const auto duration = node.IsScalar() ? parse_duration(node.Scalar()) : std::nullopt;
+            if (!duration)
+                return mismatch(node);
+            if (duration->count() < field.minimum)
+                return fail(node, "must be at least " + format_duration(Duration{field.minimum}) + ", got " +
+                                      describe(node));
+            if (duration->count() > field.maximum)
+                return fail(node, "must be at most " + format_duration(Duration{field.maximum}) + ", got " +
+                                      describe(node));
+            return Value{*duration};
+        }
+        case Kind::choice:
+            if (!node.IsScalar() ||
+                std::find(field.choices.begin(), field.choices.end(), node.Scalar()) == field.choices.end())
+                return mismatch(node);
+            return Value{node.Scalar()};
+        case Kind::string_list: {
+            if (!node.IsSequence())
+                return mismatch(node);
+            std::vector<std::string> items;
+            for (const auto& item : node) {
+                if (!item.IsScalar() || !matches(field, item.Scalar()))
+                    return fail(item, "expected " + field.pattern_hint + ", got " + describe(item));
+                items.push_back(item.Scalar());
+            }
+            if (static_cast<std::int64_t>(items.size()) < field.minimum)
+                return fail(node, "must list at least " + std::to_string(field.minimum) + " item" +
+                                      (field.minimum == 1 ? "" : "s"));
+            return Value{std::move(items)};
+        }
+        case Kind::string_map: {
+            if (!node.IsMap())
+                return mismatch(node);
+            std::map<std::string, std::string> map;
+            for (const auto& entry : node) {
+                if (!entry.first.IsScalar() || !entry.second.IsScalar())
+                    return fail(entry.second.IsScalar() ? entry.first : entry.second,
+                                "expected " + expected(field) + ", got " +
+                                    describe(entry.second.IsScalar() ? entry.first : entry.second));
+                if (!map.emplace(entry.first.Scalar(), entry.second.Scalar()).second)
+                    return fail(entry.first, "duplicate key " + util::quote(entry.first.Scalar()));
+            }
+            return Value{std::move(map)};
+        }
+        case Kind::object:
+            break;
+        }
+        return std::nullopt;
+    }
+
+    static bool matches(const Field& field, const std::string& text)
+    {
+        if (field.pattern.empty())
+            return true;
+        // Patterns are few and small; compiled once per field and cached.
+        static std::map<std::string, std::regex> compiled;
+        auto it = compiled.try_emplace(field.pattern, field.pattern, std::regex::ECMAScript).first;
+        return std::regex_search(text, it->second);
+    }
+
+    std::string file_;
+};
+
+void apply_defaults(Loader& loader, const Field& field, const std::string& path, Config& config)
+{
+    for (const Field& member : field.fields) {
+        const std::string key_path = join_path(path, member.name);
+        if (member.kind == Kind::object)
+            apply_defaults(loader, member, key_path, config);
+        else if (!member.default_value.is_null())
+            loader.value(member, YAML::Load(member.default_value.dump()), key_path, config);
+    }
+}
+
+// Rules that span several keys, reported at the key that breaks them.
+void check_combinations(Loader& loader, const Config& config)
+{
+    auto at = [&](const std::string& key, std::string message) {
+        if (auto mark = loader.marks.find(key); mark != loader.marks.end())
+            loader.error(mark->second, key, std::move(message));
+        else
+            loader.file_error(key, std::move(message));
+    };
+    const NatsConfig& nats = config.nats;
+    if (!nats.user.empty() && nats.password_file.empty())
+        at("nats.user", "needs nats.password_file");
+    if (nats.user.empty() && !nats.password_file.empty())
+        at("nats.password_file", "needs nats.user");
+
+    std::vector<std::string> methods;
+    if (!nats.credentials_file.empty())
+        methods.push_back("nats.credentials_file");
+    if (!nats.user.empty())
+        methods.push_back("nats.user");
+    if (!nats.token_file.empty())
+        methods.push_back("nats.token_file");
+    if (!nats.nkey_seed_file.empty())
+        methods.push_back("nats.nkey_seed_file");
+    if (methods.size() > 1)
+        at(methods[1], "only one authentication method may be set; " + methods[0] + " is set too");
+
+    if (nats.tls.cert_file.empty() != nats.tls.key_file.empty())
+        at(nats.tls.cert_file.empty() ? "nats.tls.key_file" : "nats.tls.cert_file",
+           "nats.tls.cert_file and nats.tls.key_file go together");
+}
+
+void resolve_node_id(Loader& loader, Config& config)
+{
+    if (!config.node.id.empty())
+        return;
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) {
+        loader.file_error("node.id", std::string("not set, and the host name is unknown: ") + std::strerror(errno));
+        return;
+    }
+    std::string id(host, strcspn(host, "."));
+    static const std::regex token(R"(^[A-Za-z0-9_-]+$)");
+    if (!std::regex_match(id, token)) {
+        loader.file_error("node.id", "not set, and the host name " + util::quote(id) +
+                                         " is not a valid node id: set node.id");
+        return;
+    }
+    config.node.id = std::move(id);
+}
+
+LoadResult finish(Loader& loader, Config&& config)
+{
+    if (loader.errors.empty()) {
+        check_combinations(loader, config);
+        resolve_node_id(loader, config);
+    }
+    if (!loader.errors.empty())
+        return {std::nullopt, std::move(loader.errors)};
+    return {std::move(config), {}};
+}
+
+}  // namespace
+
+LoadResult load_string(std::string_view text, const std::string& file_name)
+{
+    Loader loader(file_name);
+    if (text.size() > max_config_bytes) {
+        loader.file_error("", "file is " + std::to_string(text.size()) + " bytes; a config may have at most " +
+                                  std::to_string(max_config_bytes));
+        return {std::nullopt, std::move(loader.errors)};
+    }
+    if (auto bad = util::find_non_text(text)) {
+        loader.file_error("", "not a text file: " + *bad);
+        return {std::nullopt, std::move(loader.errors)};
+    }
+
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(std::string(text));
+    } catch (const YAML::Exception& e) {
+        loader.error(e.mark, "", "YAML syntax error: " + e.msg);
+        return {std::nullopt, std::move(loader.errors)};
+    }
+    if (documents.size() > 1) {
+        loader.file_error("", "expected one YAML document, found " + std::to_string(documents.size()));
+        return {std::nullopt, std::move(loader.errors)};
+    }
+
+    Config config;
+    apply_defaults(loader, schema(), "", config);
+    if (!documents.empty())
+        loader.object(schema(), documents.front(), "", config);
+    return finish(loader, std::move(config));
+}
+
+LoadResult load_file(const std::string& path)
+{
+    auto fail = [&](std::string message) {
+        return LoadResult{std::nullopt, {Diagnostic{path, 0, 0, "", std::move(message)}}};
+    };
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return fail(std::string("cannot open: ") + std::strerror(errno));
+    std::string text;
+    struct stat st {};
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        close(fd);
+        return fail("is a directory, expected a YAML file");
+    }
+    // Read one byte past the limit so an oversized file (or endless FIFO) is
+    // refused without reading all of it.
+    char buffer[65536];
+    while (text.size() <= max_config_bytes) {
+        const ssize_t n = read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            const int err = errno;
+            close(fd);
+            return fail(std::string("cannot read: ") + std::strerror(err));
+        }
+        if (n == 0)
+            break;
+        text.append(buffer, static_cast<std::size_t>(n));
+    }
+    close(fd);
+    if (text.size() > max_config_bytes)
+        return fail("file is larger than " + std::to_string(max_config_bytes) + " bytes; not a config file");
+    return load_string(text, path);
+}
+
+}  // namespace cim::config

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace cim::config {
+
+// One problem in a config file, printed as
+//   config.yaml:7:3: nats.reconnect.wait: expected a duration like 500ms or 5s, got "soon"
+struct Diagnostic {
+    std::string file;
+    int line = 0;  // 1-based; 0 when the problem has no place in the file
+    int column = 0;
+    std::string key;  // dotted key path; empty for file-level problems
+    std::string message;
+
+    std::string str() const;
+};
+
+struct LoadResult {
+    std::optional<Config> config;  // set exactly when `errors` is empty
+    std::vector<Diagnostic> errors;
+};
+
+// Larger files are refused before parsing: a config is a few hundred bytes.
+inline constexpr std::size_t max_config_bytes = 1 << 20;
+
+LoadResult load_file(const std::string& path);
+LoadResult load_string(std::string_view text, const std::string& file_name);
+
+}  // namespace cim::config

@@ -1,0 +1,99 @@
+#include "dbus/leaf_object.hpp"
+
+namespace cim::dbus {
+
+LeafObject::LeafObject(sdbus::IConnection& connection, Control& control)
+    : AdaptorInterfaces(connection, object_path), control_(control)
+{
+    registerAdaptor();
+}
+
+LeafObject::~LeafObject()
+{
+    unregisterAdaptor();
+}
+
+void LeafObject::changed(const LiveState& before, const LiveState& after)
+{
+    // HeartbeatsSent changes every beat and is marked EmitsChangedSignal=false.
+    std::vector<std::string> names;
+    if (before.node_id != after.node_id)
+        names.emplace_back("NodeId");
+    if (before.state != after.state)
+        names.emplace_back("State");
+    if (health_status(before) != health_status(after))
+        names.emplace_back("Healthy");
+    if (before.nats_connected != after.nats_connected)
+        names.emplace_back("NatsConnected");
+    if (before.nats_server != after.nats_server)
+        names.emplace_back("NatsServer");
+    if (before.reconnects != after.reconnects)
+        names.emplace_back("Reconnects");
+    if (before.last_error != after.last_error)
+        names.emplace_back("LastError");
+    if (!names.empty())
+        emitPropertiesChangedSignal(interface_name, names);
+}
+
+std::string LeafObject::GetHealth()
+{
+    return control_.health_json();
+}
+
+std::string LeafObject::Ping()
+{
+    return "pong";
+}
+
+void LeafObject::Reload()
+{
+    if (auto error = control_.reload())
+        throw sdbus::Error("org.cim.Leaf1.Error.ReloadFailed", *error);
+}
+
+std::string LeafObject::NodeId()
+{
+    return control_.live().node_id;
+}
+
+std::string LeafObject::Version()
+{
+    return version_string;
+}
+
+std::string LeafObject::State()
+{
+    return std::string(to_string(control_.live().state));
+}
+
+bool LeafObject::Healthy()
+{
+    return health_status(control_.live()) == "ok";
+}
+
+bool LeafObject::NatsConnected()
+{
+    return control_.live().nats_connected;
+}
+
+std::string LeafObject::NatsServer()
+{
+    return control_.live().nats_server;
+}
+
+uint64_t LeafObject::HeartbeatsSent()
+{
+    return control_.live().heartbeats_sent;
+}
+
+uint32_t LeafObject::Reconnects()
+{
+    return control_.live().reconnects;
+}
+
+std::string LeafObject::LastError()
+{
+    return control_.live().last_error;
+}
+
+}  // namespace cim::dbus

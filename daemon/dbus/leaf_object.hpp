@@ -1,0 +1,38 @@
+#pragma once
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include "dbus/control.hpp"
+#include "org.cim.Leaf1.adaptor.h"
+
+namespace cim::dbus {
+
+// /org/cim/Leaf1: the org.cim.Leaf1 interface (adaptor generated from
+// proto/org.cim.Leaf1.xml) answered from the daemon's live state.
+class LeafObject final : public sdbus::AdaptorInterfaces<org::cim::Leaf1_adaptor, sdbus::Properties_adaptor> {
+public:
+    LeafObject(sdbus::IConnection& connection, Control& control);
+    ~LeafObject();
+
+    // Emits one PropertiesChanged naming every property that differs.
+    void changed(const LiveState& before, const LiveState& after);
+
+private:
+    std::string GetHealth() override;
+    std::string Ping() override;
+    void Reload() override;
+
+    std::string NodeId() override;
+    std::string Version() override;
+    std::string State() override;
+    bool Healthy() override;
+    bool NatsConnected() override;
+    std::string NatsServer() override;
+    uint64_t HeartbeatsSent() override;
+    uint32_t Reconnects() override;
+    std::string LastError() override;
+
+    Control& control_;
+};
+
+}  // namespace cim::dbus

@@ -1,0 +1,207 @@
+#include "event_loop.hpp"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace cim {
+
+namespace {
+
+void check(int r, const char* what)
+{
+    if (r < 0)
+        throw std::runtime_error(std::string(what) + ": " + std::strerror(-r));
+}
+
+// Callbacks live in the source's userdata and are freed with the source.
+template <typename F>
+void own(sd_event_source* source, F callback)
+{
+    auto* heap = new F(std::move(callback));
+    sd_event_source_set_destroy_callback(source, [](void* p) { delete static_cast<F*>(p); });
+    sd_event_source_set_userdata(source, heap);
+}
+
+std::uint64_t now_usec(sd_event* event)
+{
+    std::uint64_t now = 0;
+    check(sd_event_now(event, CLOCK_MONOTONIC, &now), "sd_event_now");
+    return now;
+}
+
+}  // namespace
+
+EventSource& EventSource::operator=(EventSource&& other) noexcept
+{
+    if (this != &other) {
+        EventSource dropped(std::exchange(source_, std::exchange(other.source_, nullptr)));
+    }
+    return *this;
+}
+
+EventSource::~EventSource()
+{
+    if (source_) {
+        sd_event_source_set_enabled(source_, SD_EVENT_OFF);
+        sd_event_source_unref(source_);
+    }
+}
+
+EventLoop::EventLoop()
+{
+    check(sd_event_new(&event_), "sd_event_new");
+    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0)
+        throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+    wake_source_ = on_fd(wake_fd_, EPOLLIN, [this](std::uint32_t) {
+        std::uint64_t count = 0;
+        [[maybe_unused]] ssize_t n = read(wake_fd_, &count, sizeof count);
+        drain_posted();
+    });
+}
+
+EventLoop::~EventLoop()
+{
+    wake_source_ = EventSource();
+    close(wake_fd_);
+    sd_event_unref(event_);
+}
+
+EventSource EventLoop::on_signal(int signal, Callback callback)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, signal);
+    check(-pthread_sigmask(SIG_BLOCK, &mask, nullptr), "pthread_sigmask");
+    sd_event_source* source = nullptr;
+    check(sd_event_add_signal(
+              event_, &source, signal,
+              [](sd_event_source*, const signalfd_siginfo*, void* userdata) {
+                  (*static_cast<Callback*>(userdata))();
+                  return 0;
+              },
+              nullptr),
+          "sd_event_add_signal");
+    own(source, std::move(callback));
+    return EventSource(source);
+}
+
+namespace {
+
+struct Periodic {
+    std::uint64_t period_usec;
+    EventLoop::Callback callback;
+};
+
+// Allowed lateness: small against the period (so beats stay regular) but not
+// zero, so sd-event can coalesce wake-ups.
+std::uint64_t accuracy_for(std::uint64_t period_usec)
+{
+    return std::max<std::uint64_t>(period_usec / 50, 1000);
+}
+
+}  // namespace
+
+EventSource EventLoop::every(std::chrono::microseconds interval, Callback callback)
+{
+    const auto period = static_cast<std::uint64_t>(interval.count());
+    sd_event_source* source = nullptr;
+    check(sd_event_add_time_relative(
+              event_, &source, CLOCK_MONOTONIC, period, accuracy_for(period),
+              [](sd_event_source* s, std::uint64_t usec, void* userdata) {
+                  auto* periodic = static_cast<Periodic*>(userdata);
+                  // Re-arm from the scheduled time, not from now, so the rate
+                  // does not drift with the callback's run time.
+                  sd_event_source_set_time(s, usec + periodic->period_usec);
+                  sd_event_source_set_enabled(s, SD_EVENT_ON);
+                  periodic->callback();
+                  return 0;
+              },
+              nullptr),
+          "sd_event_add_time_relative");
+    own(source, Periodic{period, std::move(callback)});
+    return EventSource(source);
+}
+
+void EventLoop::set_interval(const EventSource& timer, std::chrono::microseconds interval)
+{
+    sd_event_source* s = timer.get();
+    auto* periodic = static_cast<Periodic*>(sd_event_source_get_userdata(s));
+    periodic->period_usec = static_cast<std::uint64_t>(interval.count());
+    sd_event_source_set_time_accuracy(s, accuracy_for(periodic->period_usec));
+    sd_event_source_set_time(s, now_usec(sd_event_source_get_event(s)) + periodic->period_usec);
+    sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+EventSource EventLoop::after(std::chrono::microseconds delay, Callback callback)
+{
+    sd_event_source* source = nullptr;
+    check(sd_event_add_time_relative(
+              event_, &source, CLOCK_MONOTONIC, static_cast<std::uint64_t>(delay.count()), 1000,
+              [](sd_event_source*, std::uint64_t, void* userdata) {
+                  (*static_cast<Callback*>(userdata))();
+                  return 0;
+              },
+              nullptr),
+          "sd_event_add_time_relative");
+    own(source, std::move(callback));
+    return EventSource(source);
+}
+
+EventSource EventLoop::on_fd(int fd, std::uint32_t events, std::function<void(std::uint32_t)> callback)
+{
+    sd_event_source* source = nullptr;
+    check(sd_event_add_io(
+              event_, &source, fd, events,
+              [](sd_event_source*, int, std::uint32_t revents, void* userdata) {
+                  (*static_cast<std::function<void(std::uint32_t)>*>(userdata))(revents);
+                  return 0;
+              },
+              nullptr),
+          "sd_event_add_io");
+    own(source, std::move(callback));
+    return EventSource(source);
+}
+
+void EventLoop::post(Callback callback)
+{
+    {
+        std::lock_guard lock(posted_mutex_);
+        posted_.push_back(std::move(callback));
+    }
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
+}
+
+void EventLoop::drain_posted()
+{
+    std::vector<Callback> batch;
+    {
+        std::lock_guard lock(posted_mutex_);
+        batch.swap(posted_);
+    }
+    for (auto& callback : batch)
+        callback();
+}
+
+int EventLoop::run()
+{
+    const int r = sd_event_loop(event_);
+    check(r, "sd_event_loop");
+    return r;
+}
+
+void EventLoop::exit(int code)
+{
+    sd_event_exit(event_, code);
+}
+
+}  // namespace cim

@@ -1,0 +1,123 @@
+#include "health.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "util/ids.hpp"
+
+namespace cim {
+
+namespace {
+
+constexpr std::array<const char*, 3> severities{"ok", "degraded", "failing"};
+
+struct Check {
+    int severity;  // index into severities
+    nlohmann::json detail;
+};
+
+Check nats_check(const LiveState& live)
+{
+    int severity = live.nats_connected ? (live.events_dropped > 0 ? 1 : 0) : 2;
+    return {severity,
+            {{"connected", live.nats_connected},
+             {"server", live.nats_server},
+             {"reconnects", live.reconnects},
+             {"events_buffered", live.events_buffered},
+             {"events_dropped", live.events_dropped}}};
+}
+
+Check dbus_check(const LiveState& live)
+{
+    const bool disabled = live.bus == config::Bus::none;
+    return {disabled || live.dbus_name_owned ? 0 : 2,
+            {{"bus", std::string(disabled ? "none" : live.bus == config::Bus::system ? "system" : "session")},
+             {"name_owned", live.dbus_name_owned}}};
+}
+
+Check systemd_check(const LiveState& live)
+{
+    return {0, {{"notify", live.notify_socket}, {"watchdog_usec", live.watchdog_usec}}};
+}
+
+Check config_check(const LiveState& live)
+{
+    return {live.last_reload_failed ? 1 : 0, {{"last_reload_failed", live.last_reload_failed}}};
+}
+
+using Checks = std::array<std::pair<const char*, Check>, 4>;
+
+Checks all_checks(const LiveState& live)
+{
+    return {{{"nats", nats_check(live)},
+             {"dbus", dbus_check(live)},
+             {"systemd", systemd_check(live)},
+             {"config", config_check(live)}}};
+}
+
+int worst_severity(const Checks& checks)
+{
+    int worst = 0;
+    for (const auto& [name, check] : checks)
+        worst = std::max(worst, check.severity);
+    return worst;
+}
+
+}  // namespace
+
+std::int64_t uptime_seconds(const LiveState& live, std::chrono::steady_clock::time_point now)
+{
+    return std::chrono::duration_cast<std::chrono::seconds>(now - live.started_steady).count();
+}
+
+std::string health_status(const LiveState& live)
+{
+    return severities[static_cast<std::size_t>(worst_severity(all_checks(live)))];
+}
+
+nlohmann::json health_json(const LiveState& live, std::chrono::system_clock::time_point now,
+                           std::chrono::steady_clock::time_point now_steady)
+{
+    const Checks all = all_checks(live);
+    nlohmann::json checks = nlohmann::json::object();
+    for (const auto& [name, check] : all) {
+        nlohmann::json entry = check.detail;
+        entry["status"] = severities[static_cast<std::size_t>(check.severity)];
+        checks[name] = std::move(entry);
+    }
+    return {
+        {"type", "io.cim.leaf.v1.health"},
+        {"node", live.node_id},
+        {"time", util::rfc3339(now)},
+        {"version", version_string},
+        {"status", severities[static_cast<std::size_t>(worst_severity(all))]},
+        {"state", std::string(to_string(live.state))},
+        {"uptime_s", uptime_seconds(live, now_steady)},
+        {"started", util::rfc3339(live.started_at)},
+        {"heartbeats_sent", live.heartbeats_sent},
+        {"last_error", live.last_error},
+        {"checks", std::move(checks)},
+    };
+}
+
+std::string status_text(const LiveState& live)
+{
+    switch (live.state) {
+    case State::starting:
+        return "Starting";
+    case State::connecting:
+        return "Connecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
+    case State::connected:
+        return "Connected to " + live.nats_server + ", " + std::to_string(live.heartbeats_sent) + " heartbeats sent";
+    case State::reconnecting:
+        return "NATS connection lost, reconnecting" +
+               (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
+    case State::reloading:
+        return "Reloading configuration";
+    case State::stopping:
+        return "Stopping";
+    }
+    return "";
+}
+
+}  // namespace cim

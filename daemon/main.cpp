@@ -1,0 +1,96 @@
+#include <iostream>
+
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+#include "cli.hpp"
+#include "config/load.hpp"
+#include "config/schema.hpp"
+#include "dbus/status_command.hpp"
+#include "event_loop.hpp"
+#include "health.hpp"
+#include "leaf.hpp"
+#include "log.hpp"
+#include "nats/auth.hpp"
+
+namespace {
+
+using namespace cim;
+
+// Validation shared by --check-config and start-up: every problem, one line
+// each. Secrets are only checked for their form here; start-up reads them.
+std::optional<config::Config> load(const std::string& path, bool interactive)
+{
+    auto loaded = config::load_file(path);
+    for (const auto& diagnostic : loaded.errors) {
+        if (interactive)
+            std::cerr << diagnostic.str() << "\n";
+        else
+            spdlog::error("{}", diagnostic.str());
+    }
+    return loaded.config;
+}
+
+int run(const cli::Run& options)
+{
+    auto config = load(options.config_path, false);
+    if (!config)
+        return cli::exit_config;
+    auto auth = nats::resolve_auth(config->nats);
+    for (const auto& error : auth.errors)
+        spdlog::error("{}: {}", options.config_path, error);
+    if (!auth.auth)
+        return cli::exit_config;
+
+    int code = 1;
+    {
+        EventLoop loop;
+        Leaf leaf(loop,
+                  {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
+                  std::move(*config), std::move(*auth.auth));
+        if (leaf.start())
+            code = loop.run();
+    }
+    nats_CloseAndWait(1000);  // joins nats.c's library threads
+    if (code == 0)
+        spdlog::info("stopped");
+    return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    log::setup();
+    const auto parsed = cli::parse(argc, argv);
+    if (!parsed.command) {
+        std::cerr << "cim-leaf: " << parsed.error << "\n\n" << cli::usage;
+        return 1;
+    }
+    try {
+        return std::visit(
+            [](const auto& command) -> int {
+                using T = std::decay_t<decltype(command)>;
+                if constexpr (std::is_same_v<T, cli::Run>) {
+                    return run(command);
+                } else if constexpr (std::is_same_v<T, cli::CheckConfig>) {
+                    return load(command.config_path, true) ? 0 : cli::exit_config;
+                } else if constexpr (std::is_same_v<T, cli::PrintSchema>) {
+                    std::cout << config::json_schema().dump(2) << "\n";
+                    return 0;
+                } else if constexpr (std::is_same_v<T, cli::PrintVersion>) {
+                    std::cout << "cim-leaf " << version_string << "\n";
+                    return 0;
+                } else if constexpr (std::is_same_v<T, cli::Status>) {
+                    return dbus::status_command(command);
+                } else {
+                    std::cout << cli::usage;
+                    return 0;
+                }
+            },
+            *parsed.command);
+    } catch (const std::exception& e) {
+        spdlog::critical("fatal: {}", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace cim::nats {
+
+// The connection's secrets and certificates, resolved and read when the
+// daemon starts or reloads, so a missing file is a configuration error then,
+// not a surprise at the next reconnect. Never logged.
+struct Auth {
+    std::string credentials_file;  // resolved paths nats.c reads itself
+    std::string user;
+    std::string password;
+    std::string token;
+    std::string nkey_public;  // derived from the seed
+    std::string nkey_seed_file;
+    std::string ca_file;
+    std::string cert_file;
+    std::string key_file;
+};
+
+struct AuthResult {
+    std::optional<Auth> auth;
+    std::vector<std::string> errors;  // "nats.token_file: cannot read ...": key path first
+};
+
+// Relative secret paths are systemd credential names: they resolve against
+// $CREDENTIALS_DIRECTORY (LoadCredential=).
+AuthResult resolve_auth(const config::NatsConfig& nats);
+
+// The public key ("U...") of an NKey seed ("SU..."), or nullopt if `seed` is
+// not a valid seed.
+std::optional<std::string> nkey_public_from_seed(const std::string& seed);
+
+}  // namespace cim::nats

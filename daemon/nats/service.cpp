@@ -1,0 +1,99 @@
+#include "nats/service.hpp"
+
+#include "health.hpp"
+#include "nats/payloads.hpp"
+#include "util/ids.hpp"
+
+namespace cim::nats {
+
+Service::Service(std::string id, std::vector<Endpoint> endpoints)
+    : id_(std::move(id)), endpoints_(std::move(endpoints)), started_(std::chrono::system_clock::now()),
+      stats_(endpoints_.size())
+{
+}
+
+std::vector<std::string> Service::subjects() const
+{
+    const std::string base = "$SRV.*";
+    return {base, base + "." + name, base + "." + name + "." + id_};
+}
+
+std::optional<std::string> Service::answer(const std::string& subject)
+{
+    // $SRV.<VERB>[.<name>[.<id>]]: the wildcard subscriptions match the verb.
+    const std::size_t start = 5;  // after "$SRV."
+    const std::size_t end = subject.find('.', start);
+    const std::string verb = subject.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (verb == "PING")
+        return dump(ping());
+    if (verb == "INFO")
+        return dump(info());
+    if (verb == "STATS")
+        return dump(stats());
+    return std::nullopt;
+}
+
+void Service::record(std::size_t index, std::chrono::nanoseconds processing, const std::string& error)
+{
+    std::lock_guard lock(mutex_);
+    Stats& stats = stats_.at(index);
+    ++stats.requests;
+    stats.processing += processing;
+    if (!error.empty()) {
+        ++stats.errors;
+        stats.last_error = error;
+    }
+}
+
+nlohmann::json Service::identity(const char* type) const
+{
+    return {{"type", type},
+            {"name", name},
+            {"id", id_},
+            {"version", version_string},
+            {"metadata", nlohmann::json::object()}};
+}
+
+nlohmann::json Service::ping() const
+{
+    return identity("io.nats.micro.v1.ping_response");
+}
+
+nlohmann::json Service::info() const
+{
+    nlohmann::json out = identity("io.nats.micro.v1.info_response");
+    out["description"] = "CIM leaf node agent: heartbeats, lifecycle events and health of this node";
+    out["endpoints"] = nlohmann::json::array();
+    for (const Endpoint& endpoint : endpoints_)
+        // No queue group: every leaf must answer the fan-out health request.
+        out["endpoints"].push_back({{"name", endpoint.name},
+                                    {"subject", endpoint.subject},
+                                    {"queue_group", ""},
+                                    {"metadata", nlohmann::json::object()}});
+    return out;
+}
+
+nlohmann::json Service::stats()
+{
+    nlohmann::json out = identity("io.nats.micro.v1.stats_response");
+    out["started"] = util::rfc3339(started_);
+    out["endpoints"] = nlohmann::json::array();
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < endpoints_.size(); ++i) {
+        const Stats& stats = stats_[i];
+        const std::int64_t total = stats.processing.count();
+        out["endpoints"].push_back({
+            {"name", endpoints_[i].name},
+            {"subject", endpoints_[i].subject},
+            {"queue_group", ""},
+            {"num_requests", stats.requests},
+            {"num_errors", stats.errors},
+            {"last_error", stats.last_error},
+            {"processing_time", total},
+            {"average_processing_time", stats.requests ? total / static_cast<std::int64_t>(stats.requests) : 0},
+        });
+    }
+    return out;
+}
+
+}  // namespace cim::nats

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace cim::nats {
+
+// The NATS service protocol (ADR-32) by hand: nats.c 3.4.1 has no micro API.
+// Answers PING, INFO and STATS for the service `cim-leaf` whose instance id
+// is the node id, and keeps the per-endpoint statistics STATS reports.
+// Thread-safe: nats.c calls it from its delivery thread.
+class Service {
+public:
+    static constexpr const char* name = "cim-leaf";
+
+    struct Endpoint {
+        std::string name;
+        std::string subject;
+    };
+
+    Service(std::string id, std::vector<Endpoint> endpoints);
+
+    // The subjects to subscribe to: $SRV.*, $SRV.*.cim-leaf, $SRV.*.cim-leaf.<id>.
+    std::vector<std::string> subjects() const;
+
+    // The reply to a request on `subject`, or nullopt when it is not ours to
+    // answer (another service's verb).
+    std::optional<std::string> answer(const std::string& subject);
+
+    // Records one handled request of endpoint `index`.
+    void record(std::size_t index, std::chrono::nanoseconds processing, const std::string& error = {});
+
+    nlohmann::json ping() const;
+    nlohmann::json info() const;
+    nlohmann::json stats();
+
+private:
+    struct Stats {
+        std::uint64_t requests = 0;
+        std::uint64_t errors = 0;
+        std::string last_error;
+        std::chrono::nanoseconds processing{0};
+    };
+
+    nlohmann::json identity(const char* type) const;
+
+    std::string id_;
+    std::vector<Endpoint> endpoints_;
+    std::chrono::system_clock::time_point started_;
+    std::mutex mutex_;
+    std::vector<Stats> stats_;
+};
+
+}  // namespace cim::nats

@@ -1,0 +1,74 @@
+#include "notify.hpp"
+
+#include <systemd/sd-daemon.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace cim {
+
+namespace notify_message {
+
+namespace {
+
+// STATUS= ends at the newline, so one may not appear inside it.
+std::string status_line(std::string_view status)
+{
+    std::string line = "STATUS=";
+    for (char c : status)
+        line += c == '\n' ? ' ' : c;
+    return line;
+}
+
+}  // namespace
+
+std::string ready(std::string_view status)
+{
+    return "READY=1\n" + status_line(status);
+}
+
+std::string reloading(std::uint64_t monotonic_usec, std::string_view status)
+{
+    return "RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec) + "\n" + status_line(status);
+}
+
+std::string stopping(std::string_view status)
+{
+    return "STOPPING=1\n" + status_line(status);
+}
+
+std::string status(std::string_view status)
+{
+    return status_line(status);
+}
+
+std::string watchdog()
+{
+    return "WATCHDOG=1";
+}
+
+}  // namespace notify_message
+
+Notifier::Notifier()
+{
+    const char* socket = std::getenv("NOTIFY_SOCKET");
+    enabled_ = socket != nullptr && *socket != '\0';
+    std::uint64_t usec = 0;
+    if (enabled_ && sd_watchdog_enabled(0, &usec) > 0) {
+        watchdog_usec_ = std::chrono::microseconds(usec);
+        watchdog_interval_ = std::chrono::microseconds(usec / 2);
+    }
+}
+
+void Notifier::send(const std::string& message) const
+{
+    if (!enabled_)
+        return;
+    const int r = sd_notify(0, message.c_str());
+    if (r < 0)
+        spdlog::warn("cannot notify systemd ({}): {}", message.substr(0, message.find('\n')), std::strerror(-r));
+}
+
+}  // namespace cim

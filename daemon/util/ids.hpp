@@ -1,0 +1,14 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace cim::util {
+
+// RFC 3339 in UTC with milliseconds: 2026-11-23T22:45:05.123Z
+std::string rfc3339(std::chrono::system_clock::time_point time);
+
+// A UUIDv7 (RFC 9562): time-ordered, so event ids sort by creation.
+std::string uuid_v7();
+
+}  // namespace cim::util
