@@ -81,10 +81,15 @@ const checks = {
 };
 
 async function collect(svc, verb, name, id) {
-  const iter = await svc[verb](name, id);
+  const subject = ["$SRV", verb.toUpperCase(), name, id].filter(Boolean).join(".");
   const out = [];
-  // The iterator throws if nats.js could not decode a response.
-  for await (const r of iter) out.push(r);
+  try {
+    // The iterator throws if nats.js could not decode a response.
+    for await (const r of await svc[verb](name, id)) out.push(r);
+  } catch (err) {
+    if (err?.code === "503") fail(`no responders on ${subject}: is the service running?`);
+    fail(`${subject}: nats.js rejected a response: ${err?.message ?? err}`);
+  }
   return out;
 }
 
@@ -113,7 +118,7 @@ async function main() {
   const out = {};
   for (const verb of ["ping", "info", "stats"]) {
     out[verb] = await collect(svc, verb, name);
-    if (out[verb].length === 0) fail(`no ${verb} response from service "${name}" within ${maxWait} ms`);
+    if (out[verb].length === 0) fail(`no response on $SRV.${verb.toUpperCase()}.${name} within ${maxWait} ms`);
     for (const r of out[verb]) checks[verb](r, name);
   }
 
