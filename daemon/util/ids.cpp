@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 
 namespace cim::util {
 
@@ -27,12 +28,33 @@ std::string uuid_v7()
     // getrandom() on the urandom pool does not block once the pool is ready,
     // which it is long before a network service starts.
     [[maybe_unused]] ssize_t n = getrandom(bytes.data(), bytes.size(), 0);
-    const auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                   std::chrono::system_clock::now().time_since_epoch())
-                                                   .count());
+    auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+    // RFC 9562 method 1: a 12-bit counter in rand_a keeps ids made within
+    // the same millisecond in creation order.
+    std::uint16_t counter = 0;
+    {
+        static std::mutex mutex;
+        static std::uint64_t last_ms = 0;
+        static std::uint16_t last_counter = 0;
+        std::lock_guard lock(mutex);
+        if (ms <= last_ms) {
+            ms = last_ms;
+            if (++last_counter > 0xfff) {  // 4096 ids in one millisecond: borrow the next one
+                ms = ++last_ms;
+                last_counter = 0;
+            }
+        } else {
+            last_ms = ms;
+            last_counter = static_cast<std::uint16_t>(bytes[7] & 0x7f);  // random start, room to count
+        }
+        counter = last_counter;
+    }
     for (int i = 0; i < 6; ++i)
         bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ms >> (40 - 8 * i));
-    bytes[6] = static_cast<std::uint8_t>(0x70 | (bytes[6] & 0x0f));  // version 7
+    bytes[6] = static_cast<std::uint8_t>(0x70 | (counter >> 8));  // version 7, counter high bits
+    bytes[7] = static_cast<std::uint8_t>(counter & 0xff);
     bytes[8] = static_cast<std::uint8_t>(0x80 | (bytes[8] & 0x3f));  // RFC 9562 variant
     char out[37];
     std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],

@@ -1,0 +1,135 @@
+"""Bad input: every invalid config gets one clear line that says what and
+where, exit 78 (EX_CONFIG) within a second, no crash, for --check-config and
+for a real start alike."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from harness import BIN
+
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(20)) + "node:\n  labels: *u\n"
+
+# (name, file content, what the error line must contain)
+CASES = [
+    ("unknown key", "nodes:\n  id: a\n", ":1:1: nodes: unknown key (did you mean node?)"),
+    ("unknown nested key", "nats:\n  reconect: {wait: 1s}\n", ":2:3: nats.reconect: unknown key (did you mean reconnect?)"),
+    ("string for a section", "nats: nats://x\n", ':1:7: nats: expected a mapping, got "nats://x"'),
+    ("list for a string", "node:\n  id: [a]\n", ":2:7: node.id: expected NATS token characters"),
+    ("bad node id", "node: {id: leaf.01}\n", 'node.id: expected NATS token characters (letters, digits, \'_\' and \'-\'), got "leaf.01"'),
+    ("wildcard node id", "node: {id: '*'}\n", 'node.id: expected NATS token characters'),
+    ("labels not a map", "node: {labels: [a]}\n", "node.labels: expected a mapping of strings to strings, got a list"),
+    ("nested label value", "node: {labels: {a: {b: c}}}\n", "node.labels: expected a mapping of strings to strings, got a mapping"),
+    ("empty server list", "nats: {servers: []}\n", "nats.servers: must list at least 1 item"),
+    ("bad URL scheme", "nats: {servers: ['http://h:4222']}\n", 'nats.servers: expected a URL like nats://host:4222 or tls://host:4222 (no user or password in it), got "http://h:4222"'),
+    ("password in URL", "nats: {servers: ['nats://u:p@h:4222']}\n", "nats.servers: expected a URL like"),
+    ("servers not a list", "nats: {servers: nats://h:4222}\n", "nats.servers: expected a list of"),
+    ("zero interval", "heartbeat: {interval: 0s}\n", 'heartbeat.interval: must be at least 100ms, got "0s"'),
+    ("negative interval", "heartbeat: {interval: -5s}\n", 'heartbeat.interval: expected a duration like 500ms or 5s, got "-5s"'),
+    ("word for a duration", "nats:\n  reconnect:\n    wait: soon\n", ':3:11: nats.reconnect.wait: expected a duration like 500ms or 5s, got "soon"'),
+    ("number for a duration", "heartbeat: {interval: 5}\n", 'heartbeat.interval: expected a duration like 500ms or 5s, got "5"'),
+    ("buffer out of range", "nats: {reconnect: {buffer_bytes: 99999999999}}\n", "nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824"),
+    ("bad enum", "dbus: {bus: user}\n", 'dbus.bus: expected one of system, session, none, got "user"'),
+    ("bad log level", "log: {level: verbose}\n", 'log.level: expected one of trace, debug, info, warn, error, got "verbose"'),
+    ("bad ready_on", "systemd: {ready_on: never}\n", "systemd.ready_on: expected one of connected, started"),
+    ("prefix with wildcard", "subjects: {prefix: 'cim.>'}\n", "subjects.prefix: expected dot-separated NATS tokens without wildcards"),
+    ("relative secret path", "nats: {token_file: ./token}\n", "nats.token_file: expected an absolute path or a credential name without '/'"),
+    ("user without password", "nats: {user: leaf}\n", "nats.user: needs nats.password_file"),
+    ("two auth methods", "nats: {token_file: t, credentials_file: c}\n", "only one authentication method may be set"),
+    ("cert without key", "nats: {tls: {cert_file: /c.pem}}\n", "nats.tls.cert_file and nats.tls.key_file go together"),
+    ("YAML syntax error", "nats: {servers: [nats://h:4222\n", "YAML syntax error"),
+    ("tab indentation", "nats:\n\tname: x\n", "YAML syntax error"),
+    ("duplicate key", "log: {level: info}\nlog: {level: debug}\n", ":2:1: log: duplicate key"),
+    ("two documents", "log: {level: info}\n---\nlog: {level: debug}\n", "expected one YAML document, found 2"),
+    ("top level list", "- a\n- b\n", ":1:1: expected a mapping, got a list"),
+    ("top level scalar", "hello\n", 'expected a mapping, got "hello"'),
+    ("binary junk", bytes(range(256)) * 4, "not a text file: a NUL byte at offset 0"),
+    ("invalid UTF-8", b"node: {domain: \xc3\x28}\n", "not a text file: invalid UTF-8 at offset 15"),
+    ("alias bomb", ALIAS_BOMB, "node.labels: expected a mapping of strings to strings, got a list"),
+    ("10 MB file", "#" * (10 << 20), "is larger than 1048576 bytes; not a config file"),
+    ("deep nesting", "a: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1:"),
+]
+
+
+def check(path, *prefix):
+    started = time.monotonic()
+    result = subprocess.run([*prefix, str(BIN), "--check-config", "--config", str(path)],
+                            capture_output=True, text=True, timeout=10)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("name,content,expected", CASES, ids=[c[0] for c in CASES])
+def test_invalid_config_is_refused_with_a_clear_message(tmp_path, name, content, expected):
+    path = tmp_path / "config.yaml"
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    result, seconds = check(path)
+    assert result.returncode == 78, result.stderr
+    assert result.stdout == ""
+    assert expected in result.stderr, result.stderr
+    assert result.stderr.startswith(str(path)), "each line starts with the file"
+    assert seconds < 1.0, f"took {seconds:.2f}s"
+
+
+def test_missing_file(tmp_path):
+    result, _ = check(tmp_path / "absent.yaml")
+    assert result.returncode == 78
+    assert result.stderr == f"{tmp_path}/absent.yaml: cannot open: No such file or directory\n"
+
+
+def test_directory_instead_of_file(tmp_path):
+    result, _ = check(tmp_path)
+    assert result.returncode == 78
+    assert "is a directory, expected a YAML file" in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/setpriv"), reason="needs setpriv to drop root")
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("log: {level: info}\n")
+    path.chmod(0o000)
+    tmp_path.chmod(0o755)
+    result, _ = check(path, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    assert result.returncode == 78
+    assert "cannot open: Permission denied" in result.stderr
+
+
+def test_good_config_prints_nothing(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("node: {id: a}\nnats: {servers: [nats://127.0.0.1:4222], token_file: nats-token}\n")
+    result, _ = check(path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_start_with_bad_config_exits_78_and_logs_the_same_line(daemons):
+    leaf = daemons("heartbeat: {interval: soon}\n").start()
+    assert leaf.wait(2) == 78
+    assert 'heartbeat.interval: expected a duration like 500ms or 5s, got "soon"' in leaf.output()
+
+
+def test_start_with_missing_secret_exits_78(daemons, tmp_path):
+    leaf = daemons({"nats": {"token_file": str(tmp_path / "nope")}, "dbus": {"bus": "none"}}).start()
+    assert leaf.wait(2) == 78
+    assert f"nats.token_file: cannot read {tmp_path}/nope: No such file or directory" in leaf.output()
+
+
+def test_credential_name_without_credentials_directory_exits_78(daemons):
+    leaf = daemons({"nats": {"token_file": "nats-token"}, "dbus": {"bus": "none"}}).start()
+    assert leaf.wait(2) == 78
+    assert "$CREDENTIALS_DIRECTORY is not set" in leaf.output()
+
+
+def test_credential_name_resolves_in_credentials_directory(daemons, nats_server, tmp_path, notify):
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "nats-token").write_text("s3cret\n")
+    nats_server.stop()
+    nats_server.extra = "authorization { token: s3cret }"
+    nats_server.start()
+    leaf = daemons({"nats": {"servers": [nats_server.url], "token_file": "nats-token"}, "dbus": {"bus": "none"},
+                    "node": {"id": "a"}},
+                   notify=notify, env={"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}).start()
+    notify.wait_for("READY", "1", timeout=10)
+    assert "s3cret" not in leaf.output()
+    assert leaf.stop() == 0

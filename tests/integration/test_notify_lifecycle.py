@@ -1,0 +1,162 @@
+"""The sd_notify protocol as systemd sees it, on a real notify socket the
+test owns: READY, STATUS, WATCHDOG, RELOADING+MONOTONIC_USEC, STOPPING."""
+import signal
+import time
+
+from harness import NatsServer, free_port, leaf_config, wait_until
+
+
+def started_config(**sections):
+    """Ready without NATS or D-Bus: systemd.ready_on=started, dbus none."""
+    return leaf_config(systemd={"ready_on": "started"}, **sections)
+
+
+def test_ready_then_stopping_then_exit_0(daemons, notify):
+    leaf = daemons(started_config(), notify=notify).start()
+    notify.wait_for("READY", "1")
+    leaf.signal(signal.SIGTERM)
+    assert leaf.wait(5) == 0
+    keys = notify.keys()
+    assert keys.index("READY") < keys.index("STOPPING")
+    assert keys.count("READY") == 1
+    assert "stopped" in leaf.output()
+
+
+def test_status_is_always_set_and_readable(daemons, notify):
+    daemons(started_config(), notify=notify).start()
+    _, ready = notify.wait_for("READY", "1")
+    assert ready["STATUS"]  # READY carries what the daemon is doing
+    statuses = [fields["STATUS"] for _, fields, _ in notify.snapshot() if "STATUS" in fields]
+    assert all(s and "\n" not in s for s in statuses)
+    assert any("Connecting to NATS" in s for s in statuses)
+
+
+def test_ready_waits_for_nats_when_ready_on_connected(daemons, notify, tmp_path):
+    server = NatsServer(tmp_path, port=free_port())
+    leaf = daemons(leaf_config(server), notify=notify).start()
+    time.sleep(1.0)
+    assert "READY" not in notify.keys(), "READY before NATS was connected"
+    assert leaf.proc.poll() is None
+    server.start()
+    try:
+        _, ready = notify.wait_for("READY", "1", timeout=10)
+        assert "Connected to nats://127.0.0.1" in ready["STATUS"]
+    finally:
+        leaf.stop()
+        server.stop()
+
+
+def test_watchdog_pings_at_half_the_interval(daemons, notify):
+    # 400ms watchdog: a ping every ~200ms from the main loop.
+    leaf = daemons(started_config(), notify=notify, env={"WATCHDOG_USEC": "400000"}).start()
+    notify.wait_for("READY", "1")
+    start = len(notify.snapshot())
+    time.sleep(2.0)
+    pings = [t for t, fields, _ in notify.snapshot()[start:] if fields.get("WATCHDOG") == "1"]
+    assert 7 <= len(pings) <= 12, f"{len(pings)} watchdog pings in 2s, expected about 10"
+    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    assert max(gaps) < 0.4, f"a gap of {max(gaps):.3f}s would let systemd kill the service"
+    leaf.stop()
+
+
+def test_no_watchdog_pings_without_watchdog_usec(daemons, notify):
+    leaf = daemons(started_config(), notify=notify).start()
+    notify.wait_for("READY", "1")
+    time.sleep(0.5)
+    assert "WATCHDOG" not in notify.keys()
+    leaf.stop()
+
+
+def reload_and_collect(leaf, notify):
+    after = len(notify.snapshot())
+    leaf.signal(signal.SIGHUP)
+    index, reloading = notify.wait_for("RELOADING", "1", after=after)
+    _, ready = notify.wait_for("READY", "1", after=index + 1)
+    return reloading, ready
+
+
+def test_sighup_good_config_reloading_then_ready(daemons, notify):
+    leaf = daemons(started_config(), notify=notify).start()
+    notify.wait_for("READY", "1")
+    leaf.write_config(started_config(log={"level": "debug"}))
+    reloading, ready = reload_and_collect(leaf, notify)
+    # One datagram: RELOADING=1 and MONOTONIC_USEC together.
+    assert int(reloading["MONOTONIC_USEC"]) > 0
+    assert reloading["STATUS"] == "Reloading configuration"
+    leaf.wait_for_log("configuration reloaded")
+    assert leaf.proc.poll() is None
+    leaf.stop()
+
+
+def test_monotonic_usec_is_clock_monotonic(daemons, notify):
+    leaf = daemons(started_config(), notify=notify).start()
+    notify.wait_for("READY", "1")
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    reloading, _ = reload_and_collect(leaf, notify)
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert before <= int(reloading["MONOTONIC_USEC"]) <= after
+    leaf.stop()
+
+
+def test_sighup_bad_config_is_rejected_and_old_one_keeps_running(daemons, notify):
+    leaf = daemons(started_config(), notify=notify).start()
+    notify.wait_for("READY", "1")
+    leaf.write_config("heartbeat:\n  interval: soon\n")
+    reload_and_collect(leaf, notify)  # READY=1 even though the reload failed
+    leaf.wait_for_log(r'reload rejected: .*:2:13: heartbeat.interval: expected a duration like 500ms or 5s, got "soon"')
+    leaf.wait_for_log("still running the previous configuration")
+    time.sleep(0.3)
+    assert leaf.proc.poll() is None
+    # And a later good reload still works.
+    leaf.write_config(started_config())
+    reload_and_collect(leaf, notify)
+    leaf.wait_for_log("configuration reloaded")
+    assert leaf.stop() == 0
+
+
+def test_sighup_storm_leaves_daemon_ready(daemons, notify):
+    leaf = daemons(started_config(), notify=notify).start()
+    notify.wait_for("READY", "1")
+    for _ in range(20):
+        leaf.signal(signal.SIGHUP)
+    wait_until(lambda: leaf.output().count("configuration reloaded") >= 1, what="a reload")
+    time.sleep(0.5)
+    keys = notify.keys()
+    # Every RELOADING=1 is followed by a READY=1: the unit never stays stuck in "reloading".
+    assert keys.count("RELOADING") == keys.count("READY") - 1
+    assert keys[-1] == "READY"
+    assert leaf.stop() == 0
+
+
+def test_sigterm_during_startup_exits_cleanly(daemons, notify):
+    leaf = daemons(leaf_config(), notify=notify).start()  # NATS unreachable: stays "connecting"
+    notify.wait_for("STATUS", timeout=5)
+    leaf.signal(signal.SIGTERM)
+    assert leaf.wait(6) == 0
+    assert "STOPPING" in notify.keys()
+    assert "READY" not in notify.keys()
+
+
+def test_sigint_stops_like_sigterm(daemons, notify):
+    leaf = daemons(started_config(), notify=notify).start()
+    notify.wait_for("READY", "1")
+    leaf.signal(signal.SIGINT)
+    assert leaf.wait(5) == 0
+    assert "STOPPING" in notify.keys()
+
+
+def test_sighup_before_ready_does_not_announce_a_reload(daemons, notify):
+    leaf = daemons(leaf_config(), notify=notify).start()  # waits for NATS, not ready
+    notify.wait_for("STATUS")
+    leaf.signal(signal.SIGHUP)
+    leaf.wait_for_log("configuration reloaded")
+    keys = notify.keys()
+    assert "RELOADING" not in keys and "READY" not in keys
+    assert leaf.stop() == 0
+
+
+def test_bad_config_at_start_exits_78_without_ready(daemons, notify):
+    leaf = daemons("nats:\n  servers: []\n", notify=notify).start()
+    assert leaf.wait(5) == 78
+    assert "READY" not in notify.keys()
+    assert "nats.servers: must list at least 1 item" in leaf.output()

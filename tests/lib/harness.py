@@ -1,0 +1,250 @@
+"""Real components for integration tests: a nats-server on a free loopback
+port, a private dbus-daemon, a notify socket the test owns (standing in for
+systemd's), and the daemon itself."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("CIM_LEAF_BIN", ROOT / "build" / "daemon" / "cim-leaf"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=5.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class NatsServer:
+    """nats-server on 127.0.0.1; `extra` is appended to its config file."""
+
+    def __init__(self, workdir, port=None, extra="", name="nats"):
+        self.port = port or free_port()
+        self.workdir = Path(workdir)
+        self.name = name
+        self.extra = extra
+        self.proc = None
+        self.url = f"nats://127.0.0.1:{self.port}"
+
+    def start(self):
+        conf = self.workdir / f"{self.name}.conf"
+        conf.write_text(f"listen: 127.0.0.1:{self.port}\nserver_name: {self.name}\n{self.extra}\n")
+        self.log = open(self.workdir / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(["nats-server", "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self._listening, 10, what=f"nats-server on port {self.port}")
+        return self
+
+    def _listening(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"nats-server exited: {(self.workdir / f'{self.name}.log').read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class DbusDaemon:
+    """A private bus: session-style by default, or system-style with the
+    shipped policy included (for the policy tests)."""
+
+    def __init__(self, workdir, policy_dir=None):
+        self.workdir = Path(workdir)
+        self.socket = self.workdir / "bus.sock"
+        self.address = f"unix:path={self.socket}"
+        includes = f"<includedir>{policy_dir}</includedir>" if policy_dir else ""
+        # Without a policy dir: a permissive bus like a session bus.
+        policy = "" if policy_dir else "<policy context='default'><allow send_destination='*' eavesdrop='true'/><allow eavesdrop='true'/><allow own='*'/></policy>"
+        self.conf = self.workdir / "bus.conf"
+        self.conf.write_text(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>{'system' if policy_dir else 'session'}</type>
+  <listen>{self.address}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
+  {policy}
+  {includes}
+</busconfig>
+""")
+        self.proc = None
+
+    def start(self):
+        self.socket.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(["dbus-daemon", "--config-file", str(self.conf), "--nofork", "--nopidfile"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self.socket.exists, 10, what="dbus-daemon socket")
+        os.chmod(self.socket, 0o777)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def busctl(self, *args, check=True, user=None, timeout=10):
+        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address, "DBUS_SESSION_BUS_ADDRESS": self.address}
+        command = ["busctl", "--system", *args]
+        if user:
+            command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--", *command]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"busctl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+
+class NotifySocket:
+    """An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET;
+    every datagram is kept, in order, with its arrival time."""
+
+    def __init__(self, workdir):
+        self.path = str(Path(workdir) / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []  # (monotonic time, {key: value}, raw text)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self):
+        while not self._closed:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            text = data.decode()
+            fields = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
+            with self._lock:
+                self.messages.append((time.monotonic(), fields, text))
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(self, key, value=None, timeout=5.0, after=0):
+        """The first message from index `after` on that has `key` (= `value`)."""
+        def find():
+            for index, (_, fields, _) in enumerate(self.snapshot()[after:], after):
+                if key in fields and (value is None or fields[key] == value):
+                    return index, fields
+            return None
+        return wait_until(find, timeout, what=f"{key}={value or '*'} on the notify socket")
+
+    def keys(self):
+        """The protocol keys in order, without STATUS/MONOTONIC_USEC noise."""
+        return [k for _, fields, _ in self.snapshot() for k in fields if k not in ("STATUS", "MONOTONIC_USEC")]
+
+    def close(self):
+        self._closed = True
+        self.sock.close()
+
+
+class Daemon:
+    """The real cim-leaf binary with a YAML config made from a dict."""
+
+    def __init__(self, workdir, config, notify=None, env=None, args=(), name="leaf"):
+        self.workdir = Path(workdir)
+        self.config_path = self.workdir / f"{name}.yaml"
+        self.write_config(config)
+        self.notify = notify
+        self.env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC",
+                                                                      "WATCHDOG_PID", "JOURNAL_STREAM")}
+        if notify:
+            self.env["NOTIFY_SOCKET"] = notify.path
+        self.env.update(env or {})
+        self.args = list(args)
+        self.log_path = self.workdir / f"{name}.log"
+        self.proc = None
+
+    def write_config(self, config):
+        text = config if isinstance(config, str) else yaml.safe_dump(config)
+        self.config_path.write_text(text)
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(BIN), "--config", str(self.config_path), *self.args],
+                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=10):
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode if self.proc else None
+
+    def output(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern, timeout=5.0):
+        return wait_until(lambda: re.search(pattern, self.output()), timeout, what=f"log line /{pattern}/")
+
+
+def leaf_config(nats=None, node_id="leaf-01", **sections):
+    """A config dict: NATS at `nats`, no D-Bus, fast heartbeats; `sections`
+    are merged in (a dict per top-level key)."""
+    config = {
+        "node": {"id": node_id},
+        "nats": {"servers": [nats.url if nats else "nats://127.0.0.1:1"], "reconnect": {"wait": "100ms", "jitter": "50ms"}},
+        "heartbeat": {"interval": "200ms"},
+        "dbus": {"bus": "none"},
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value}
+    return config

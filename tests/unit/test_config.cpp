@@ -1,0 +1,179 @@
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "config/load.hpp"
+
+using namespace cim::config;
+
+namespace {
+
+Config good(const std::string& yaml)
+{
+    auto result = load_string(yaml, "config.yaml");
+    for (const auto& error : result.errors)
+        FAIL_CHECK(error.str());
+    REQUIRE(result.config);
+    return *result.config;
+}
+
+// The one error a bad file produces, as printed.
+std::string error(const std::string& yaml)
+{
+    auto result = load_string(yaml, "config.yaml");
+    REQUIRE_FALSE(result.config);
+    REQUIRE(result.errors.size() >= 1);
+    return result.errors.front().str();
+}
+
+}  // namespace
+
+TEST_CASE("an empty file means every default")
+{
+    const Config config = good("");
+    CHECK(config.nats.servers == std::vector<std::string>{"nats://127.0.0.1:4222"});
+    CHECK(config.nats.name == "cim-leaf");
+    CHECK(config.nats.reconnect.wait == Duration{2000});
+    CHECK(config.nats.reconnect.jitter == Duration{500});
+    CHECK(config.nats.reconnect.buffer_bytes == 8388608);
+    CHECK(config.subjects.prefix == "cim.leaf");
+    CHECK(config.heartbeat.interval == Duration{5000});
+    CHECK(config.dbus.bus == Bus::system);
+    CHECK(config.systemd.ready_on == ReadyOn::connected);
+    CHECK(config.log.level == "info");
+    CHECK(config.node.domain.empty());
+    CHECK(config.node.labels.empty());
+    CHECK(config.nats.credentials_file.empty());
+    CHECK_FALSE(config.node.id.empty());  // the host name
+}
+
+TEST_CASE("every key of the design's example config is read")
+{
+    const Config config = good(R"(
+node:
+  id: leaf-01
+  domain: example
+  labels: {rack: r1, room: "2"}
+nats:
+  servers: [nats://10.0.0.1:4222, tls://hub.example:4443]
+  name: edge
+  credentials_file: nats.creds
+  tls: {ca_file: /etc/ssl/ca.pem, cert_file: client.pem, key_file: client.key}
+  reconnect: {wait: 3s, jitter: 250ms, buffer_bytes: 1024}
+subjects:
+  prefix: cim.site1.leaf
+heartbeat:
+  interval: 1m
+dbus:
+  bus: session
+systemd:
+  ready_on: started
+log:
+  level: debug
+)");
+    CHECK(config.node.id == "leaf-01");
+    CHECK(config.node.domain == "example");
+    CHECK(config.node.labels == std::map<std::string, std::string>{{"rack", "r1"}, {"room", "2"}});
+    CHECK(config.nats.servers.size() == 2);
+    CHECK(config.nats.name == "edge");
+    CHECK(config.nats.credentials_file == "nats.creds");
+    CHECK(config.nats.tls.ca_file == "/etc/ssl/ca.pem");
+    CHECK(config.nats.tls.key_file == "client.key");
+    CHECK(config.nats.reconnect.wait == Duration{3000});
+    CHECK(config.nats.reconnect.buffer_bytes == 1024);
+    CHECK(config.subjects.prefix == "cim.site1.leaf");
+    CHECK(config.heartbeat.interval == Duration{60'000});
+    CHECK(config.dbus.bus == Bus::session);
+    CHECK(config.systemd.ready_on == ReadyOn::started);
+    CHECK(config.log.level == "debug");
+}
+
+TEST_CASE("null for an optional key means unset; sections may be empty")
+{
+    const Config config = good("node:\n  id: a\n  domain: ~\nnats:\nlog:\n");
+    CHECK(config.node.domain.empty());
+    CHECK(config.log.level == "info");
+}
+
+TEST_CASE("errors name the file, line, column and key path")
+{
+    CHECK(error("nats:\n  reconnect:\n    wait: soon\n") ==
+          R"(config.yaml:3:11: nats.reconnect.wait: expected a duration like 500ms or 5s, got "soon")");
+    CHECK(error("heartbeat:\n  intervall: 5s\n") ==
+          "config.yaml:2:3: heartbeat.intervall: unknown key (did you mean interval?)");
+    CHECK(error("bogus: 1\n") == "config.yaml:1:1: bogus: unknown key");
+}
+
+TEST_CASE("every error is reported, not just the first")
+{
+    auto result = load_string("heartbeat: {interval: 0s}\nlog: {level: loud}\ndbus: {bus: other}\n", "c.yaml");
+    CHECK(result.errors.size() == 3);
+}
+
+TEST_CASE("ranges are checked with the limits in the message")
+{
+    CHECK(error("heartbeat: {interval: 50ms}") ==
+          R"(config.yaml:1:23: heartbeat.interval: must be at least 100ms, got "50ms")");
+    CHECK(error("heartbeat: {interval: 2h}") ==
+          R"(config.yaml:1:23: heartbeat.interval: must be at most 1h, got "2h")");
+    CHECK(error("nats: {reconnect: {buffer_bytes: -1}}") ==
+          R"(config.yaml:1:34: nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824, got "-1")");
+}
+
+TEST_CASE("combinations of keys that do not go together")
+{
+    CHECK(error("nats: {user: u}") == "config.yaml:1:8: nats.user: needs nats.password_file");
+    CHECK(error("nats: {password_file: p}") == "config.yaml:1:8: nats.password_file: needs nats.user");
+    CHECK(error("nats: {token_file: t, nkey_seed_file: s}") ==
+          "config.yaml:1:23: nats.nkey_seed_file: only one authentication method may be set; nats.token_file is "
+          "set too");
+    CHECK(error("nats: {tls: {cert_file: c}}") ==
+          "config.yaml:1:14: nats.tls.cert_file: nats.tls.cert_file and nats.tls.key_file go together");
+}
+
+TEST_CASE("secret paths are absolute or credential names, never relative paths")
+{
+    CHECK(good("nats: {token_file: /run/secrets/token}").nats.token_file == "/run/secrets/token");
+    CHECK(good("nats: {token_file: nats-token}").nats.token_file == "nats-token");
+    CHECK(error("nats: {token_file: secrets/token}") ==
+          R"(config.yaml:1:20: nats.token_file: expected an absolute path or a credential name without '/', got "secrets/token")");
+}
+
+TEST_CASE("server URLs: nats:// or tls://, host and port, no user info")
+{
+    for (const char* url : {"nats://127.0.0.1:4222", "tls://hub.example.org:4443", "nats://[::1]:4222", "nats://h"})
+        CHECK_MESSAGE(load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
+    for (const char* url : {"http://h:4222", "nats://user:pass@h:4222", "h:4222", "nats://", "nats://h:4222/x",
+                            "nats://h h"})
+        CHECK_MESSAGE(!load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
+}
+
+TEST_CASE("quoted numbers are strings, plain ones are not")
+{
+    CHECK(error("nats: {reconnect: {buffer_bytes: '1024'}}").find("expected an integer") != std::string::npos);
+    CHECK(good("node: {id: '01', domain: 42}").node.domain == "42");
+}
+
+TEST_CASE("file-level problems")
+{
+    CHECK(error("a: [") .find("config.yaml:1:") == 0);
+    CHECK(error("a: [").find("YAML syntax error") != std::string::npos);
+    CHECK(error("- 1\n- 2\n") == "config.yaml:1:1: expected a mapping, got a list");
+    CHECK(error("a: 1\n---\nb: 2\n") == "config.yaml: expected one YAML document, found 2");
+    CHECK(error(std::string("node: {id: a}\0", 14)) == "config.yaml: not a text file: a NUL byte at offset 13");
+    CHECK(error("node: {id: \xff}") == "config.yaml: not a text file: invalid UTF-8 at offset 11");
+    CHECK(error(std::string(max_config_bytes + 1, '#')).find("at most 1048576") != std::string::npos);
+}
+
+TEST_CASE("duplicate keys are errors, not silently overwritten")
+{
+    CHECK(error("heartbeat: {interval: 1s}\nheartbeat: {interval: 2s}\n") == "config.yaml:2:1: heartbeat: duplicate key");
+    CHECK(error("node: {labels: {a: x, a: y}}").find("duplicate key \"a\"") != std::string::npos);
+}
+
+TEST_CASE("load_file reports what is wrong with the file itself")
+{
+    CHECK(load_file("/nonexistent/cim-leaf.yaml").errors.front().str() ==
+          "/nonexistent/cim-leaf.yaml: cannot open: No such file or directory");
+    CHECK(load_file("/").errors.front().str() == "/: is a directory, expected a YAML file");
+}

@@ -1,0 +1,34 @@
+#include <doctest/doctest.h>
+
+#include "config/schema.hpp"
+
+using namespace cim::config;
+
+TEST_CASE("the JSON Schema covers every key with its default")
+{
+    const auto schema = json_schema();
+    CHECK(schema["$schema"] == "https://json-schema.org/draft/2020-12/schema");
+    CHECK(schema["additionalProperties"] == false);
+    const auto& nats = schema["properties"]["nats"]["properties"];
+    CHECK(nats["servers"]["default"] == nlohmann::json::array({"nats://127.0.0.1:4222"}));
+    CHECK(nats["servers"]["minItems"] == 1);
+    CHECK(nats["reconnect"]["properties"]["wait"]["default"] == "2s");
+    CHECK(nats["password_file"]["type"] == nlohmann::json::array({"string", "null"}));
+    CHECK(schema["properties"]["dbus"]["properties"]["bus"]["enum"] ==
+          nlohmann::json::array({"system", "session", "none"}));
+    CHECK(schema["properties"]["node"]["properties"]["labels"]["additionalProperties"]["type"] == "string");
+}
+
+TEST_CASE("the NixOS options are typed like the schema")
+{
+    const std::string nix = nix_options();
+    CHECK(nix.find("{ lib, ... }:") != std::string::npos);
+    CHECK(nix.find("bus = lib.mkOption {\n        type = lib.types.enum [ \"system\" \"session\" \"none\" ];") !=
+          std::string::npos);
+    CHECK(nix.find("buffer_bytes = lib.mkOption {\n          type = lib.types.ints.between 0 1073741824;") !=
+          std::string::npos);
+    CHECK(nix.find("labels = lib.mkOption {\n        type = lib.types.attrsOf lib.types.str;\n        default = { };") !=
+          std::string::npos);
+    // Nix strings: no antiquotation from a '$' in a pattern or text.
+    CHECK(nix.find("${") == std::string::npos);
+}

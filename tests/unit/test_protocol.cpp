@@ -1,0 +1,176 @@
+#include <doctest/doctest.h>
+
+#include "cli.hpp"
+#include "health.hpp"
+#include "nats/auth.hpp"
+#include "nats/outbox.hpp"
+#include "nats/payloads.hpp"
+#include "nats/service.hpp"
+#include "notify.hpp"
+
+using namespace cim;
+
+TEST_CASE("sd_notify datagrams")
+{
+    CHECK(notify_message::ready("Connected") == "READY=1\nSTATUS=Connected");
+    CHECK(notify_message::reloading(123456789, "Reloading configuration") ==
+          "RELOADING=1\nMONOTONIC_USEC=123456789\nSTATUS=Reloading configuration");
+    CHECK(notify_message::stopping("Stopping") == "STOPPING=1\nSTATUS=Stopping");
+    CHECK(notify_message::watchdog() == "WATCHDOG=1");
+    // A newline would end STATUS= and start a bogus assignment.
+    CHECK(notify_message::status("a\nREADY=1") == "STATUS=a READY=1");
+}
+
+namespace {
+
+LiveState connected_state()
+{
+    LiveState live;
+    live.node_id = "leaf-01";
+    live.domain = "example";
+    live.labels = {{"rack", "r1"}};
+    live.state = State::connected;
+    live.nats_connected = true;
+    live.nats_server = "nats://127.0.0.1:4222";
+    live.bus = config::Bus::none;
+    live.started_steady = std::chrono::steady_clock::now() - std::chrono::seconds(42);
+    return live;
+}
+
+}  // namespace
+
+TEST_CASE("health: ok when connected, failing without NATS or the D-Bus name, degraded after drops")
+{
+    LiveState live = connected_state();
+    CHECK(health_status(live) == "ok");
+    live.events_dropped = 1;
+    CHECK(health_status(live) == "degraded");
+    live.nats_connected = false;
+    CHECK(health_status(live) == "failing");
+    live = connected_state();
+    live.bus = config::Bus::system;
+    CHECK(health_status(live) == "failing");
+    live.dbus_name_owned = true;
+    CHECK(health_status(live) == "ok");
+    live.last_reload_failed = true;
+    CHECK(health_status(live) == "degraded");
+}
+
+TEST_CASE("health JSON has the envelope and every check")
+{
+    const LiveState live = connected_state();
+    const auto json = health_json(live, std::chrono::system_clock::now(), std::chrono::steady_clock::now());
+    CHECK(json["type"] == "io.cim.leaf.v1.health");
+    CHECK(json["node"] == "leaf-01");
+    CHECK(json["version"] == version_string);
+    CHECK(json["uptime_s"] == 42);
+    CHECK(json["status"] == "ok");
+    for (const char* check : {"nats", "dbus", "systemd", "config"})
+        CHECK(json["checks"][check]["status"] == "ok");
+    CHECK(json["time"].get<std::string>().back() == 'Z');
+}
+
+TEST_CASE("status text says what the daemon does")
+{
+    LiveState live = connected_state();
+    live.heartbeats_sent = 3;
+    CHECK(status_text(live) == "Connected to nats://127.0.0.1:4222, 3 heartbeats sent");
+    live.state = State::reconnecting;
+    live.last_error = "NATS connection lost: EOF";
+    CHECK(status_text(live) == "NATS connection lost, reconnecting (NATS connection lost: EOF)");
+}
+
+TEST_CASE("heartbeat payload")
+{
+    const auto json = nats::heartbeat_json(connected_state(), 7, std::chrono::system_clock::now(),
+                                           std::chrono::steady_clock::now());
+    CHECK(json["type"] == "io.cim.leaf.v1.heartbeat");
+    CHECK(json["seq"] == 7);
+    CHECK(json["state"] == "connected");
+    CHECK(json["labels"]["rack"] == "r1");
+    CHECK(json["domain"] == "example");
+}
+
+TEST_CASE("events: a chain shares its correlation id, each names its cause")
+{
+    const auto first = nats::make_event("reloading");
+    CHECK(first.correlation_id == first.event_id);
+    CHECK(first.causation_id == first.event_id);
+    const auto second = nats::make_event("reloaded", {}, &first);
+    CHECK(second.event_id != first.event_id);
+    CHECK(second.correlation_id == first.event_id);
+    CHECK(second.causation_id == first.event_id);
+    CHECK(second.event_id > first.event_id);  // UUIDv7 sorts by time
+    const auto json = nats::event_json(connected_state(), second);
+    CHECK(json["type"] == "io.cim.leaf.v1.event");
+    CHECK(json["event_type"] == "reloaded");
+    CHECK(json["event_id"].get<std::string>()[14] == '7');
+}
+
+TEST_CASE("outbox keeps order within its budget and counts what it drops")
+{
+    nats::Outbox outbox(20);
+    CHECK(outbox.push({"a", "1234", {}}));
+    CHECK(outbox.push({"b", "1234", {}}));
+    CHECK_FALSE(outbox.push({"c", "0123456789abc", {}}));
+    CHECK(outbox.dropped() == 1);
+    std::vector<std::string> sent;
+    bool accept = false;
+    outbox.flush([&](const nats::Outbox::Message& m) { return accept && (sent.push_back(m.subject), true); });
+    CHECK(outbox.size() == 2);  // refused: kept
+    accept = true;
+    outbox.flush([&](const nats::Outbox::Message& m) { return accept && (sent.push_back(m.subject), true); });
+    CHECK(sent == std::vector<std::string>{"a", "b"});
+    CHECK(outbox.bytes() == 0);
+}
+
+TEST_CASE("$SRV answers with the ADR-32 types")
+{
+    nats::Service service("leaf-01", {{"health", "cim.leaf.leaf-01.health"}});
+    CHECK(service.subjects() ==
+          std::vector<std::string>{"$SRV.*", "$SRV.*.cim-leaf", "$SRV.*.cim-leaf.leaf-01"});
+    const auto ping = nlohmann::json::parse(*service.answer("$SRV.PING"));
+    CHECK(ping["type"] == "io.nats.micro.v1.ping_response");
+    CHECK(ping["metadata"].is_object());
+    service.record(0, std::chrono::nanoseconds(1000));
+    service.record(0, std::chrono::nanoseconds(3000), "boom");
+    const auto stats = nlohmann::json::parse(*service.answer("$SRV.STATS.cim-leaf.leaf-01"));
+    CHECK(stats["endpoints"][0]["num_requests"] == 2);
+    CHECK(stats["endpoints"][0]["num_errors"] == 1);
+    CHECK(stats["endpoints"][0]["average_processing_time"] == 2000);
+    CHECK(nlohmann::json::parse(*service.answer("$SRV.INFO.cim-leaf"))["endpoints"].size() == 1);
+    CHECK_FALSE(service.answer("$SRV.KV"));
+}
+
+TEST_CASE("an NKey seed gives its public key")
+{
+    // A pair made by nkeys.js (npm), an independent implementation.
+    CHECK(nats::nkey_public_from_seed("SUAOOC4CIFBWJWPSDBEL7ATEIZURY5CMMP564CEVTFZQ4M7INFFWEEAT5Q") ==
+          "UASWSB6ODZQ2WF3NUKZ2P65ZMDYO56EFDR4AKL42NV4NPBLHU2TU26CA");
+    CHECK(nats::nkey_public_from_seed("SAAJUBL45TTHZLMF4AO2KBO2F7PNQ2C7F6YSQV3M3VDBDVLOHVKYBSQ3LU") ==
+          "AADPOOBGEWJ73TPFMKI3NW7QN65SDMCOFXGGZLWKHEP6BSVBK56KV44K");
+    CHECK_FALSE(nats::nkey_public_from_seed("SUAOOC4CIFBWJWPSDBEL7ATEIZURY5CMMP564CEVTFZQ4M7INFFWEEAT5A"));  // bad CRC
+    CHECK_FALSE(nats::nkey_public_from_seed("UASWSB6ODZQ2WF3NUKZ2P65ZMDYO56EFDR4AKL42NV4NPBLHU2TU26CA"));
+    CHECK_FALSE(nats::nkey_public_from_seed(""));
+}
+
+TEST_CASE("command line")
+{
+    auto parse = [](std::vector<const char*> args) {
+        args.insert(args.begin(), "cim-leaf");
+        return cli::parse(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+    };
+    CHECK(std::get<cli::Run>(*parse({}).command).config_path == "/etc/cim-leaf/config.yaml");
+    CHECK(std::get<cli::Run>(*parse({"--config", "/x.yaml"}).command).config_path == "/x.yaml");
+    CHECK(std::get<cli::CheckConfig>(*parse({"--check-config", "--config=/y"}).command).config_path == "/y");
+    CHECK(std::get<cli::Run>(*parse({"--log-level", "debug"}).command).log_level == "debug");
+    CHECK(std::holds_alternative<cli::PrintSchema>(*parse({"--print-config-schema"}).command));
+    const auto status = std::get<cli::Status>(*parse({"status", "--bus", "session", "--json"}).command);
+    CHECK(status.bus == config::Bus::session);
+    CHECK(status.json);
+    CHECK(parse({"--bogus"}).error == "unknown argument: --bogus");
+    CHECK(parse({"--config"}).error == "--config needs a value");
+    CHECK(parse({"--log-level", "loud"}).error.find("--log-level must be one of") == 0);
+    CHECK(parse({"--version", "--check-config"}).error.find("cannot be combined") != std::string::npos);
+    CHECK(parse({"status", "--bus", "nope"}).error == "--bus must be system or session, got nope");
+}
