@@ -57,8 +57,8 @@ const checks = {
     check(Array.isArray(r.endpoints), "endpoints is not an array", r);
     for (const e of r.endpoints) {
       checkEndpointIdent(e, r);
-      check(typeof e.queue_group === "string" && e.queue_group.length > 0,
-        "endpoint queue_group missing", r);
+      // "" is how nats.go reports a disabled queue group (every instance answers).
+      check(typeof e.queue_group === "string", "endpoint queue_group missing", r);
       check(e.metadata === undefined || e.metadata === null || isStrMap(e.metadata),
         "endpoint metadata is not an object of strings", r);
     }
