@@ -43,6 +43,7 @@ class NatsServer:
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.005)
+        self.proc.kill()
         sys.exit(f"nats-server did not start on port {self.port}, see {self.log}")
 
     def kill(self):
