@@ -1,0 +1,151 @@
+"""Fixtures of the system tests: a cached Debian rootfs, the daemon as
+`meson install` lays it out, and booted containers driven through the same
+scenario scripts as the NixOS VM tests (vm-tests/scenarios)."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from container import Container, Machine  # noqa: E402
+from rootfs import ensure_rootfs, rootfs_packages  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).parent
+SCENARIOS = REPO / "vm-tests/scenarios"
+BUILDDIR = Path(os.environ.get("CIM_LEAF_BUILDDIR", REPO / "build"))
+BINARY = BUILDDIR / "daemon/cim-leaf"
+# Debian's name for the unit NixOS calls nats.service.
+NATS_UNIT = "nats-server.service"
+TOOLS = ["debootstrap", "systemd-nspawn", "nsenter", "mount", "meson"]
+
+
+def pytest_configure(config):
+    # Let a SIGTERM (CI timeout, kill) unwind like Ctrl-C, so fixture
+    # finalizers and atexit tear the containers down.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def missing_prerequisites():
+    if os.geteuid() != 0:
+        return "system tests need root (debootstrap, mounts, systemd-nspawn)"
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"missing {', '.join(missing)}: apt-get install $(cat tests/system/requirements-apt.txt)"
+    return None
+
+
+def load_scenario(name):
+    """Run lib.py + <name>.py as one script, exactly as the NixOS testScript does."""
+    namespace = {"__name__": f"scenario_{name}"}
+    source = (SCENARIOS / "lib.py").read_text() + (SCENARIOS / f"{name}.py").read_text()
+    exec(compile(source, str(SCENARIOS / f"{name}.py"), "exec"), namespace)
+    return namespace
+
+
+def steps_as_params(steps, xfail):
+    """One pytest case per scenario step, with known daemon gaps marked xfail."""
+    return [pytest.param(step, id=step.__name__,
+                         marks=[pytest.mark.xfail(reason=xfail[step.__name__])] if step.__name__ in xfail else [])
+            for step in steps]
+
+
+def config_yaml(node, interval="5s"):
+    return (f"node:\n  id: {node}\n  labels:\n    suite: system-test\n"
+            f"nats:\n  servers: [\"nats://127.0.0.1:4222\"]\n"
+            f"heartbeat:\n  interval: {interval}\n")
+
+
+def apply_config(machine, variant):
+    """The Debian side of lifecycle.py's apply_config: rewrite config.yaml."""
+    interval = {"base": "5s", "fast": "1s"}[variant]
+    node = machine.name
+    machine.succeed(f"cat > /etc/cim-leaf/config.yaml <<'EOF'\n{config_yaml(node, interval)}EOF")
+
+
+@pytest.fixture(scope="session")
+def rootfs():
+    reason = missing_prerequisites()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return ensure_rootfs(rootfs_packages(BINARY), log=lambda msg: print(msg, file=sys.stderr))
+
+
+@pytest.fixture(scope="session")
+def install_tree(tmp_path_factory):
+    """DESTDIR of `meson install` from the lead's build dir, or None when the
+    daemon is not built (the unit then comes from the source tree)."""
+    if not BINARY.exists():
+        return None
+    destdir = tmp_path_factory.mktemp("destdir")
+    destdir.chmod(0o755)  # it becomes the container's / (pytest makes it 0700)
+    subprocess.run(["meson", "install", "-C", str(BUILDDIR), "--no-rebuild", "--quiet", "--destdir", str(destdir)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return destdir
+
+
+def find(tree, name):
+    return sorted(p.relative_to(tree) for p in tree.rglob(name)) if tree else []
+
+
+def install_daemon(root, tree):
+    """Lay the install tree into the container and make it a working install."""
+    notes = []
+    if tree:
+        subprocess.run(["cp", "-a", f"{tree}/.", str(root)], check=True)
+    if not find(root / "usr/local/lib/systemd/system", "cim-leaf.service") + \
+            find(root / "usr/lib/systemd/system", "cim-leaf.service"):
+        notes.append("unit not installed by meson: using daemon/systemd/cim-leaf.service.in")
+        unit = (REPO / "daemon/systemd/cim-leaf.service.in").read_text().replace("@bindir@", "/usr/local/bin")
+        (root / "etc/systemd/system/cim-leaf.service").write_text(unit)
+    if not find(root / "usr/local/lib/sysusers.d", "cim-leaf.conf") + find(root / "usr/lib/sysusers.d", "cim-leaf.conf"):
+        notes.append("sysusers.d file not installed by meson: using daemon/systemd/cim-leaf.sysusers")
+        (root / "etc/sysusers.d").mkdir(exist_ok=True)
+        shutil.copy(REPO / "daemon/systemd/cim-leaf.sysusers", root / "etc/sysusers.d/cim-leaf.conf")
+    # The system bus reads only /usr/share and /etc; with meson's default
+    # prefix /usr/local the policy needs the link an admin would add.
+    for policy in find(root / "usr/local/share/dbus-1/system.d", "*.conf"):
+        notes.append("D-Bus policy under /usr/local: linked into /etc/dbus-1/system.d")
+        (root / "etc/dbus-1/system.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/dbus-1/system.d" / policy.name).symlink_to(f"/usr/local/share/dbus-1/system.d/{policy}")
+    subprocess.run(["systemd-sysusers", f"--root={root}"], check=True)
+    shutil.copy(HERE / "nats_shim.py", root / "usr/local/bin/nats")
+    (root / "usr/local/bin/nats").chmod(0o755)
+    return notes
+
+
+@pytest.fixture(scope="module")
+def boot(rootfs, install_tree):
+    """boot(name, ...) -> Machine; every container is torn down after the module."""
+    containers = []
+
+    def make(name, network_args=("--private-network",), nats_server=True):
+        container = Container(name, rootfs, network_args)
+        containers.append(container)
+        root = container.root
+        for note in install_daemon(root, install_tree):
+            print(f"{name}: note: {note}", file=sys.stderr)
+        (root / "etc/cim-leaf").mkdir(exist_ok=True)
+        (root / "etc/cim-leaf/config.yaml").write_text(config_yaml(name))
+        if not nats_server:
+            (root / "etc/systemd/system/multi-user.target.wants/nats-server.service").unlink()
+        container.boot()
+        return Machine(container)
+
+    yield make
+    for container in containers:
+        container.stop()
+
+
+@pytest.fixture
+def need_daemon():
+    if not BINARY.exists():
+        pytest.skip(f"{BINARY} is not built: run `meson setup build && meson compile -C build`")

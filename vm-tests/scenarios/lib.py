@@ -1,0 +1,113 @@
+# Shared helpers of the cim-leaf scenarios. One script, two drivers: the NixOS
+# VM tests run `lib.py + <scenario>.py + call` as their testScript, and
+# tests/system runs the very same text against a systemd-nspawn container
+# through a stand-in for the driver's Machine API. So: only the Machine API
+# (succeed, fail, execute, wait_*, systemctl, start, log), natscli syntax
+# that tests/system/nats_shim.py also speaks, commands present on NixOS and
+# Debian alike, and imports used here (pyflakes runs on the NixOS side).
+#
+# Every step takes the machine(s) and keyword options and first brings the
+# system to the known good state, so a step can also run on its own.
+import json
+import re
+import time
+
+LEAF = "cim-leaf.service"
+BUS_OBJECT = "org.cim.Leaf1 /org/cim/Leaf1 org.cim.Leaf1"
+NATS_PORT = 4222
+NATS_URL = f"nats://127.0.0.1:{NATS_PORT}"
+# An unprivileged caller for the D-Bus policy checks.
+AS_NOBODY = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
+
+
+def nats(args, server=NATS_URL):
+    """A natscli command line; stdin closed, or `nats req` may read a body from it."""
+    return f"nats --server {server} {args} </dev/null"
+
+
+def parse_json_stream(text):
+    """All JSON values in text, however they are split across lines."""
+    decoder, values, pos = json.JSONDecoder(), [], 0
+    while True:
+        start = text.find("{", pos)
+        if start < 0:
+            return values
+        value, pos = decoder.raw_decode(text, start)
+        values.append(value)
+
+
+def timespan_s(text):
+    """Seconds in a systemd time span as `systemctl show` prints it: "1min 30s", "500ms"."""
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600}
+    return sum(float(n) * scale[unit] for n, unit in re.findall(r"(\d+(?:\.\d+)?)(us|ms|s|min|h)\b", text))
+
+
+def unit_property(machine, name, unit=LEAF):
+    return machine.succeed(f"systemctl show -p {name} --value {unit}").strip()
+
+
+def bus_property(machine, name, as_nobody=False):
+    prefix = AS_NOBODY + " " if as_nobody else ""
+    out = machine.succeed(f"{prefix}busctl --system --json=short get-property {BUS_OBJECT} {name}")
+    return json.loads(out)["data"]
+
+
+def bus_call(machine, method, as_nobody=False):
+    prefix = AS_NOBODY + " " if as_nobody else ""
+    return machine.succeed(f"{prefix}busctl --system --json=short call {BUS_OBJECT} {method}")
+
+
+def wait_for_state(machine, state, timeout=60):
+    machine.wait_until_succeeds(
+        f"busctl --system get-property {BUS_OBJECT} State | grep -qx 's \"{state}\"'", timeout=timeout)
+
+
+def heartbeats(machine, node, count=1, within=30, server=NATS_URL):
+    """The next `count` heartbeats of node, or fail after `within` seconds."""
+    out = machine.succeed(
+        f"timeout {within} " + nats(f"sub --raw --count={count} 'cim.leaf.{node}.heartbeat'", server))
+    beats = parse_json_stream(out)
+    assert len(beats) == count, f"expected {count} heartbeats, got {out!r}"
+    for beat in beats:
+        assert beat["type"] == "io.cim.leaf.v1.heartbeat" and beat["node"] == node, beat
+    return beats
+
+
+def capture_event(machine, node, event, path):
+    """Start listening for one event in the background; read it with read_event."""
+    machine.succeed(f"rm -f {path}; (timeout 60 "
+                    + nats(f"sub --raw --count=1 'cim.leaf.{node}.events.{event}'")
+                    + f" >{path} 2>&1 &)")
+    time.sleep(1)  # the subscription must be in place before the event
+
+
+def read_event(machine, path, event):
+    machine.wait_until_succeeds(f"grep -q event_type {path}", timeout=30)
+    (payload,) = parse_json_stream(machine.succeed(f"cat {path}"))
+    assert payload["event_type"] == event, payload
+    return payload
+
+
+def is_connected_status(text):
+    # "disconnected" must not count, hence the word boundary.
+    return re.search(r"\bconnected\b", text, re.I) is not None
+
+
+def ensure_up(machine, nats_unit):
+    """NATS running, the daemon running and connected."""
+    machine.start()
+    machine.wait_for_unit("multi-user.target", timeout=300)
+    machine.succeed(f"systemctl start {nats_unit}")
+    machine.wait_for_open_port(NATS_PORT, "127.0.0.1", timeout=60)
+    if unit_property(machine, "ActiveState") == "failed":
+        machine.succeed(f"systemctl reset-failed {LEAF}")
+    machine.succeed(f"systemctl start {LEAF}")
+    wait_for_state(machine, "connected")
+    return bus_property(machine, "NodeId")
+
+
+def run_steps(target, steps, **options):
+    for step in steps:
+        first = target[0] if isinstance(target, list) else target
+        first.log(f"=== {step.__name__}: {(step.__doc__ or '').strip().splitlines()[0]}")
+        step(target, **options)
