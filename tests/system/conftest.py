@@ -127,7 +127,7 @@ def boot(rootfs, install_tree):
     """boot(name, ...) -> Machine; every container is torn down after the module."""
     containers = []
 
-    def make(name, network_args=("--private-network",), nats_server=True):
+    def make(name, network_args=("--private-network",), nats_server=True, leaf=True):
         container = Container(name, rootfs, network_args)
         containers.append(container)
         root = container.root
@@ -135,8 +135,16 @@ def boot(rootfs, install_tree):
             print(f"{name}: note: {note}", file=sys.stderr)
         (root / "etc/cim-leaf").mkdir(exist_ok=True)
         (root / "etc/cim-leaf/config.yaml").write_text(config_yaml(name))
-        if not nats_server:
-            (root / "etc/systemd/system/multi-user.target.wants/nats-server.service").unlink()
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        if nats_server:
+            # What the NixOS module does with nats.service, as an admin's drop-in.
+            dropin = root / "etc/systemd/system/cim-leaf.service.d"
+            dropin.mkdir(parents=True, exist_ok=True)
+            (dropin / "nats.conf").write_text(f"[Unit]\nAfter={NATS_UNIT}\n")
+        else:
+            (wants / NATS_UNIT).unlink()
+        if leaf and BINARY.exists():  # enabled, as services.cim-leaf.enable does on NixOS
+            (wants / "cim-leaf.service").symlink_to("/usr/local/lib/systemd/system/cim-leaf.service")
         container.boot()
         return Machine(container)
 
@@ -145,7 +153,16 @@ def boot(rootfs, install_tree):
         container.stop()
 
 
-@pytest.fixture
-def need_daemon():
+def skip_without_daemon():
     if not BINARY.exists():
         pytest.skip(f"{BINARY} is not built: run `meson setup build && meson compile -C build`")
+
+
+@pytest.fixture
+def need_daemon():
+    skip_without_daemon()
+
+
+@pytest.fixture(scope="module")
+def need_daemon_module():
+    skip_without_daemon()
