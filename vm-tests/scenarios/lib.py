@@ -27,7 +27,8 @@ def nats(args, server=NATS_URL):
 
 def parse_json_stream(text):
     """All JSON values in text, however they are split across lines."""
-    decoder, values, pos = json.JSONDecoder(), [], 0
+    decoder, pos = json.JSONDecoder(), 0
+    values: list = []
     while True:
         start = text.find("{", pos)
         if start < 0:
