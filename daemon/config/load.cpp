@@ -11,7 +11,9 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "config/schema.hpp"
@@ -251,6 +253,37 @@ private:
     std::string file_;
 };
 
+// Where a second document starts, if any. yaml-cpp 0.7's LoadAll loops
+// forever on some malformed input (found by fuzzing) by reading endless
+// empty documents, so the documents are counted here, stopping at two.
+std::optional<YAML::Mark> second_document(std::string_view text)
+{
+    class Counter final : public YAML::EventHandler {
+    public:
+        int documents = 0;
+        YAML::Mark second;
+        void OnDocumentStart(const YAML::Mark& mark) override
+        {
+            if (++documents == 2)
+                second = mark;
+        }
+        void OnDocumentEnd() override {}
+        void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+        void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+        void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+        void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+        void OnSequenceEnd() override {}
+        void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+        void OnMapEnd() override {}
+    };
+    std::istringstream stream{std::string(text)};
+    YAML::Parser parser(stream);
+    Counter counter;
+    while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
+    }
+    return counter.documents < 2 ? std::nullopt : std::optional<YAML::Mark>(counter.second);
+}
+
 void apply_defaults(Loader& loader, const Field& field, const std::string& path, Config& config)
 {
     for (const Field& member : field.fields) {
@@ -339,22 +372,22 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
         return {std::nullopt, std::move(loader.errors)};
     }
 
-    std::vector<YAML::Node> documents;
+    YAML::Node document;
     try {
-        documents = YAML::LoadAll(std::string(text));
+        if (auto second = second_document(text)) {
+            loader.error(*second, "", "a second YAML document (or text YAML cannot read) starts here; a config is "
+                                      "one YAML document");
+            return {std::nullopt, std::move(loader.errors)};
+        }
+        document = YAML::Load(std::string(text));
     } catch (const YAML::Exception& e) {
         loader.error(e.mark, "", "YAML syntax error: " + e.msg);
-        return {std::nullopt, std::move(loader.errors)};
-    }
-    if (documents.size() > 1) {
-        loader.file_error("", "expected one YAML document, found " + std::to_string(documents.size()));
         return {std::nullopt, std::move(loader.errors)};
     }
 
     Config config;
     apply_defaults(loader, schema(), "", config);
-    if (!documents.empty())
-        loader.object(schema(), documents.front(), "", config);
+    loader.object(schema(), document, "", config);
     return finish(loader, std::move(config));
 }
 

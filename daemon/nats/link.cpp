@@ -138,6 +138,10 @@ natsStatus Link::connect(natsConnection** connection)
         s = natsOptions_SetPingInterval(options, ping_interval_ms);
     if (s == NATS_OK)
         s = natsOptions_SetMaxPingsOut(options, max_pings_out);
+    // Write replies and events at once instead of waiting for nats.c's
+    // flusher thread, which sleeps a millisecond between rounds.
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(options, true);
     // One delivery thread for all subscriptions instead of one each.
     if (s == NATS_OK)
         s = natsOptions_UseGlobalMessageDelivery(options, true);

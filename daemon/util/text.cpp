@@ -62,6 +62,10 @@ std::optional<std::string> find_non_text(std::string_view text)
         const unsigned char c = static_cast<unsigned char>(text[i]);
         if (c == 0)
             return "a NUL byte at offset " + std::to_string(i);
+        // YAML allows no control characters but tab and line breaks; they
+        // also send yaml-cpp 0.7 into endless loops (found by fuzzing).
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
+            return "a control character (byte " + std::to_string(c) + ") at offset " + std::to_string(i);
         // Length of the UTF-8 sequence a lead byte announces (0: invalid lead).
         const std::size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
         bool valid = length != 0 && i + length <= text.size();

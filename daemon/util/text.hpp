@@ -16,7 +16,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 // A whole decimal integer (optional '-'), nothing else.
 std::optional<std::int64_t> parse_int(std::string_view text);
 
-// Why `text` is not UTF-8 text ("a NUL byte at offset 12"), or nullopt.
+// Why `text` is not UTF-8 text a YAML file may hold ("a NUL byte at offset
+// 12"), or nullopt.
 std::optional<std::string> find_non_text(std::string_view text);
 
 }  // namespace cim::util

@@ -43,7 +43,7 @@ CASES = [
     ("YAML syntax error", "nats: {servers: [nats://h:4222\n", "YAML syntax error"),
     ("tab indentation", "nats:\n\tname: x\n", "YAML syntax error"),
     ("duplicate key", "log: {level: info}\nlog: {level: debug}\n", ":2:1: log: duplicate key"),
-    ("two documents", "log: {level: info}\n---\nlog: {level: debug}\n", "expected one YAML document, found 2"),
+    ("two documents", "log: {level: info}\n---\nlog: {level: debug}\n", ":2:1: a second YAML document (or text YAML cannot read) starts here"),
     ("top level list", "- a\n- b\n", ":1:1: expected a mapping, got a list"),
     ("top level scalar", "hello\n", 'expected a mapping, got "hello"'),
     ("binary junk", bytes(range(256)) * 4, "not a text file: a NUL byte at offset 0"),

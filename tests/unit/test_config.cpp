@@ -159,9 +159,12 @@ TEST_CASE("file-level problems")
     CHECK(error("a: [") .find("config.yaml:1:") == 0);
     CHECK(error("a: [").find("YAML syntax error") != std::string::npos);
     CHECK(error("- 1\n- 2\n") == "config.yaml:1:1: expected a mapping, got a list");
-    CHECK(error("a: 1\n---\nb: 2\n") == "config.yaml: expected one YAML document, found 2");
+    CHECK(error("a: 1\n---\nb: 2\n") == "config.yaml:2:1: a second YAML document (or text YAML cannot read) "
+                                         "starts here; a config is one YAML document");
+    CHECK(error(",}\n: le:").find("a second YAML document") != std::string::npos);  // yaml-cpp looped on it
     CHECK(error(std::string("node: {id: a}\0", 14)) == "config.yaml: not a text file: a NUL byte at offset 13");
     CHECK(error("node: {id: \xff}") == "config.yaml: not a text file: invalid UTF-8 at offset 11");
+    CHECK(error("node: {id: a\x10}") == "config.yaml: not a text file: a control character (byte 16) at offset 12");
     CHECK(error(std::string(max_config_bytes + 1, '#')).find("at most 1048576") != std::string::npos);
 }
 
