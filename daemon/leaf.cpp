@@ -168,6 +168,8 @@ void Leaf::on_disconnected(const std::string& reason)
 
 void Leaf::on_error(const std::string& error)
 {
+    if (stopping_)
+        return;  // draining closes the connection on purpose
     const LiveState before = live_;
     if (error != live_.last_error)
         spdlog::warn("{}", error);
