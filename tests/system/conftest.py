@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from container import Container, Machine  # noqa: E402
+from container import Container, Machine, remove_stale_runs  # noqa: E402
 from rootfs import ensure_rootfs, rootfs_packages  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +76,7 @@ def rootfs():
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
+    remove_stale_runs()
     return ensure_rootfs(rootfs_packages(BINARY), log=lambda msg: print(msg, file=sys.stderr))
 
 

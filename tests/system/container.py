@@ -13,6 +13,22 @@ import time
 from pathlib import Path
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RUN_PREFIX = "cim-leaf-systest-"
+
+
+def remove_stale_runs():
+    """Unmount and delete run dirs whose pytest died without teardown (SIGKILL)."""
+    for run_dir in Path("/var/tmp").glob(f"{RUN_PREFIX}*"):
+        try:
+            owner = int((run_dir / "owner").read_text())
+            os.kill(owner, 0)
+            continue  # a run in progress
+        except ProcessLookupError:
+            pass
+        except (FileNotFoundError, ValueError):
+            pass
+        subprocess.run(["umount", "--lazy", str(run_dir / "root")], stderr=subprocess.DEVNULL)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 class Container:
@@ -25,7 +41,8 @@ class Container:
     def __init__(self, name, lower, network_args=("--private-network",)):
         self.name = name
         self.network_args = list(network_args)
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"cim-leaf-systest-{name}-", dir="/var/tmp"))
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{name}-", dir="/var/tmp"))
+        (self.run_dir / "owner").write_text(str(os.getpid()))
         self.root = self.run_dir / "root"
         self.mounted = False
         self.nspawn = None
