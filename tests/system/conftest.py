@@ -65,8 +65,7 @@ def config_yaml(node, interval="5s"):
 def apply_config(machine, variant):
     """The Debian side of lifecycle.py's apply_config: rewrite config.yaml."""
     interval = {"base": "5s", "fast": "1s"}[variant]
-    node = machine.name
-    machine.succeed(f"cat > /etc/cim-leaf/config.yaml <<'EOF'\n{config_yaml(node, interval)}EOF")
+    machine.succeed(f"cat > /etc/cim-leaf/config.yaml <<'EOF'\n{config_yaml(machine.name, interval)}EOF")
 
 
 @pytest.fixture(scope="session")
