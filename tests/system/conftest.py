@@ -37,7 +37,7 @@ def missing_prerequisites():
         return "system tests need root (debootstrap, mounts, systemd-nspawn)"
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
-        return f"missing {', '.join(missing)}: apt-get install $(cat tests/system/requirements-apt.txt)"
+        return f"missing {', '.join(missing)}: apt-get install $(cat tests/apt-packages.txt)"
     return None
 
 

@@ -64,7 +64,7 @@ def scenario_script(name):
 @pytest.mark.parametrize("name", CALLS)
 def test_scenario_lints_like_nixos(name, tmp_path):
     if shutil.which("pyflakes3") is None or shutil.which("mypy") is None:
-        pytest.skip("needs pyflakes3 and mypy (tests/system/requirements-apt.txt)")
+        pytest.skip("needs pyflakes3 and mypy (tests/apt-packages.txt)")
     script = tmp_path / f"{name}.py"
     script.write_text(scenario_script(name))
     env = {"PYFLAKES_BUILTINS": "machine,hub,leaf1,leaf2,start_all,subtest", "PATH": "/usr/bin:/bin"}
