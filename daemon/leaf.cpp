@@ -339,8 +339,15 @@ void Leaf::finish_stop()
 
 std::string Leaf::health_json() const
 {
+    // Under a burst of requests the same answer serves a whole millisecond
+    // (the resolution of its "time"), until the state changes.
+    const auto now = std::chrono::system_clock::now();
     std::lock_guard lock(snapshot_mutex_);
-    return nats::dump(cim::health_json(snapshot_, std::chrono::system_clock::now(), std::chrono::steady_clock::now()));
+    if (health_cache_.empty() || now - health_cache_time_ >= std::chrono::milliseconds(1)) {
+        health_cache_ = nats::dump(cim::health_json(snapshot_, now, std::chrono::steady_clock::now()));
+        health_cache_time_ = now;
+    }
+    return health_cache_;
 }
 
 void Leaf::notify(const std::string& message)
@@ -358,6 +365,7 @@ void Leaf::commit(const LiveState& before)
         bus_->changed(before, live_);
     std::lock_guard lock(snapshot_mutex_);
     snapshot_ = live_;
+    health_cache_.clear();
 }
 
 }  // namespace cim

@@ -75,6 +75,8 @@ private:
 
     mutable std::mutex snapshot_mutex_;
     LiveState snapshot_;  // live_ as of the last commit, for nats.c threads
+    mutable std::string health_cache_;
+    mutable std::chrono::system_clock::time_point health_cache_time_;
 
     std::vector<EventSource> signals_;
     EventSource heartbeat_timer_;
