@@ -272,7 +272,8 @@ std::optional<std::string> Leaf::reload()
     std::optional<std::string> error;
     if (errors.empty()) {
         config::Config next = std::move(*loaded.config);
-        const bool relink = link_settings_differ(config_, next);
+        // A rotated secret file counts as a change too.
+        const bool relink = link_settings_differ(config_, next) || *auth != auth_;
         if (next.heartbeat.interval != config_.heartbeat.interval)
             EventLoop::set_interval(heartbeat_timer_, next.heartbeat.interval);
         outbox_.set_budget(next.nats.reconnect.buffer_bytes);

@@ -21,6 +21,7 @@ struct Auth {
     std::string ca_file;
     std::string cert_file;
     std::string key_file;
+    bool operator==(const Auth&) const = default;
 };
 
 struct AuthResult {

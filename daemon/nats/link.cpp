@@ -24,6 +24,23 @@ std::string status_text(natsStatus status)
     return natsStatus_GetText(status);
 }
 
+// Why the first connect failed, in the server's words where there are some.
+std::string connect_failure(natsStatus status)
+{
+    if (status == NATS_NO_SERVER)
+        return "cannot connect to NATS: no server reachable";
+    natsStatus code = status;
+    std::string text = nats_GetLastError(&code);
+    // "(conn.c:1905): Authorization Violation": the source location is noise.
+    if (const auto end = text.find("): "); text.rfind('(', 0) == 0 && end != std::string::npos)
+        text.erase(0, end + 3);
+    if (text.empty())
+        text = status_text(status);
+    if (status == NATS_CONNECTION_AUTH_FAILED || status == NATS_NOT_PERMITTED)
+        return "NATS refused the credentials: " + text;
+    return "cannot connect to NATS: " + text;
+}
+
 }  // namespace
 
 struct Link::Route {
@@ -159,31 +176,22 @@ natsStatus Link::connect(natsConnection** connection)
     if (s == NATS_OK && !auth_.cert_file.empty())
         s = natsOptions_LoadCertificatesChain(options, auth_.cert_file.c_str(), auth_.key_file.c_str());
 
-    auto on_connected = [](natsConnection*, void* closure) {
-        auto* self = static_cast<Link*>(closure);
-        {
-            std::lock_guard lock(self->mutex_);
-            self->connected_ = true;
-        }
-        self->changed_.notify_all();
-    };
     auto on_disconnected = [](natsConnection* nc, void* closure) {
-        auto* self = static_cast<Link*>(closure);
-        {
-            std::lock_guard lock(self->mutex_);
-            if (self->connected_ == false)
-                return;  // still trying to connect for the first time
-        }
-        self->post([reason = last_error(nc)](Link& link) { link.handlers_.disconnected(reason); });
+        static_cast<Link*>(closure)->post([reason = last_error(nc)](Link& link) {
+            link.handlers_.disconnected(reason);
+        });
     };
     auto on_reconnected = [](natsConnection* nc, void* closure) {
         static_cast<Link*>(closure)->post([url = connected_url(nc)](Link& link) { link.handlers_.reconnected(url); });
     };
-    auto on_closed = [](natsConnection*, void* closure) {
+    auto on_closed = [](natsConnection* nc, void* closure) {
         auto* self = static_cast<Link*>(closure);
         {
             std::lock_guard lock(self->mutex_);
             self->closed_ = true;
+            // The server's words ("Authorization Violation"); nats.c may
+            // close before Connect() returns, and then only this sees them.
+            self->close_reason_ = last_error(nc);
         }
         self->changed_.notify_all();
     };
@@ -193,8 +201,6 @@ natsStatus Link::connect(natsConnection** connection)
         });
     };
     if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(options, true, on_connected, this);
-    if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(options, on_disconnected, this);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(options, on_reconnected, this);
@@ -203,16 +209,16 @@ natsStatus Link::connect(natsConnection** connection)
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(options, on_error, this);
 
-    if (s == NATS_OK) {
+    // Blocks for at most connect_timeout_ms per server: this is the
+    // supervisor's thread, and a failed first connect is retried by its
+    // loop, where the server's reason ("Authorization Violation") is known.
+    if (s == NATS_OK)
         s = natsConnection_Connect(connection, options);
-        if (s == NATS_OK) {
-            std::lock_guard lock(mutex_);
-            connected_ = true;
-        } else if (s == NATS_NOT_YET_CONNECTED) {
-            s = NATS_OK;  // nats.c keeps trying in the background
-        }
-    }
     natsOptions_Destroy(options);
+    if (s == NATS_OK) {
+        std::lock_guard lock(mutex_);
+        connected_ = true;
+    }
     return s;
 }
 
@@ -265,8 +271,7 @@ void Link::on_message(const Route& route, natsConnection* connection, natsMsg* m
 void Link::serve(natsConnection* connection)
 {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return connected_ || closed_ || stop_; });
-    if (connected_ && !closed_ && !stop_) {
+    if (!closed_ && !stop_) {
         lock.unlock();
         // READY waits for this: the server has every subscription.
         const natsStatus s = natsConnection_FlushTimeout(connection, flush_timeout_ms);
@@ -280,9 +285,8 @@ void Link::serve(natsConnection* connection)
     if (closed_)
         return;
     const auto timeout = drain_timeout_;
-    const bool drain = connected_;
     lock.unlock();
-    if (drain && natsConnection_DrainTimeout(connection, timeout.count()) == NATS_OK) {
+    if (natsConnection_DrainTimeout(connection, timeout.count()) == NATS_OK) {
         lock.lock();
         // nats.c closes the connection when the drain ends or times out.
         changed_.wait_for(lock, timeout + std::chrono::milliseconds(500), [&] { return closed_; });
@@ -304,17 +308,21 @@ void Link::supervise()
                 connection_ = connection;
             }
             s = subscribe(connection);
+            if (s != NATS_OK)
+                natsConnection_Close(connection);
         }
         std::string failure;
         if (s == NATS_OK) {
             serve(connection);
-            failure = last_error(connection);
+            pause = nats_.reconnect.wait;  // it worked once: start the backoff afresh
         } else {
-            failure = status_text(s) + (connection ? ": " + last_error(connection) : std::string());
+            failure = connect_failure(s);
         }
-
         {
             std::lock_guard lock(mutex_);
+            if (s == NATS_OK)
+                failure = "NATS connection closed: " + close_reason_;
+            close_reason_.clear();
             for (natsSubscription* subscription : subscriptions_)
                 natsSubscription_Destroy(subscription);
             subscriptions_.clear();
@@ -328,7 +336,7 @@ void Link::supervise()
         if (stop_)
             break;
         lock.unlock();
-        post([failure](Link& link) { link.handlers_.error("NATS connection closed: " + failure); });
+        post([failure](Link& link) { link.handlers_.error(failure); });
         // Back off up to a minute, with jitter so a fleet spreads out.
         std::uniform_int_distribution<std::int64_t> jitter(0, nats_.reconnect.jitter.count());
         const auto delay = pause + std::chrono::milliseconds(jitter(random));

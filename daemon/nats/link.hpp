@@ -81,6 +81,7 @@ private:
     std::vector<natsSubscription*> subscriptions_;
     bool connected_ = false;
     bool closed_ = false;
+    std::string close_reason_;
     bool stop_ = false;
     std::chrono::milliseconds drain_timeout_{0};
 
