@@ -110,8 +110,7 @@ std::string status_text(const LiveState& live)
     case State::connected:
         return "Connected to " + live.nats_server + ", " + std::to_string(live.heartbeats_sent) + " heartbeats sent";
     case State::reconnecting:
-        return "NATS connection lost, reconnecting" +
-               (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
+        return "Reconnecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
     case State::reloading:
         return "Reloading configuration";
     case State::stopping:

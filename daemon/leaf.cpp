@@ -161,7 +161,7 @@ void Leaf::on_disconnected(const std::string& reason)
     live_.nats_connected = false;
     live_.nats_server.clear();
     live_.state = State::reconnecting;
-    live_.last_error = "NATS connection lost: " + reason;
+    live_.last_error = "NATS connection lost" + (reason.empty() ? "" : ": " + reason);
     spdlog::warn("{}; reconnecting", live_.last_error);
     commit(before);
 }

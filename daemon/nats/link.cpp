@@ -120,7 +120,7 @@ std::string Link::last_error(natsConnection* connection)
 {
     const char* text = nullptr;
     natsConnection_GetLastError(connection, &text);
-    return text && *text ? text : "connection lost";
+    return text ? text : "";
 }
 
 std::string Link::connected_url(natsConnection* connection)
@@ -321,7 +321,7 @@ void Link::supervise()
         {
             std::lock_guard lock(mutex_);
             if (s == NATS_OK)
-                failure = "NATS connection closed: " + close_reason_;
+                failure = "NATS connection closed" + (close_reason_.empty() ? "" : ": " + close_reason_);
             close_reason_.clear();
             for (natsSubscription* subscription : subscriptions_)
                 natsSubscription_Destroy(subscription);

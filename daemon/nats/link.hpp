@@ -63,7 +63,7 @@ private:
     void serve(natsConnection* connection);  // until closed or stop()
     void on_message(const Route& route, natsConnection* connection, natsMsg* message);
     void post(std::function<void(Link&)> work);
-    static std::string last_error(natsConnection* connection);
+    static std::string last_error(natsConnection* connection);  // empty when nats.c has none
     static std::string connected_url(natsConnection* connection);
 
     EventLoop& loop_;

@@ -236,12 +236,13 @@ class Daemon:
         return wait_until(lambda: re.search(pattern, self.output()), timeout, what=f"log line /{pattern}/")
 
 
-def leaf_config(nats=None, node_id="leaf-01", **sections):
-    """A config dict: NATS at `nats`, no D-Bus, fast heartbeats; `sections`
+def leaf_config(server=None, node_id="leaf-01", **sections):
+    """A config dict: NATS at `server`, no D-Bus, fast heartbeats; `sections`
     are merged in (a dict per top-level key)."""
     config = {
         "node": {"id": node_id},
-        "nats": {"servers": [nats.url if nats else "nats://127.0.0.1:1"], "reconnect": {"wait": "100ms", "jitter": "50ms"}},
+        "nats": {"servers": [server.url if server else "nats://127.0.0.1:1"],
+                 "reconnect": {"wait": "100ms", "jitter": "50ms"}},
         "heartbeat": {"interval": "200ms"},
         "dbus": {"bus": "none"},
     }

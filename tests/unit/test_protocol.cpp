@@ -77,7 +77,7 @@ TEST_CASE("status text says what the daemon does")
     CHECK(status_text(live) == "Connected to nats://127.0.0.1:4222, 3 heartbeats sent");
     live.state = State::reconnecting;
     live.last_error = "NATS connection lost: EOF";
-    CHECK(status_text(live) == "NATS connection lost, reconnecting (NATS connection lost: EOF)");
+    CHECK(status_text(live) == "Reconnecting to NATS (NATS connection lost: EOF)");
 }
 
 TEST_CASE("heartbeat payload")

@@ -1,0 +1,279 @@
+"""The daemon on NATS, against a real nats-server on a loopback port and an
+independent client (tests/lib/nats_client.py; nats.js for $SRV). Every
+payload received is checked against proto/nats/*.schema.json."""
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from harness import ROOT, NatsServer, free_port, leaf_config, wait_until
+from nats_client import Client
+from payloads import valid
+
+
+def start_leaf(daemons, notify, server, node_id="leaf-01", **sections):
+    leaf = daemons(leaf_config(server, node_id=node_id, **sections), notify=notify).start()
+    notify.wait_for("READY", "1", timeout=10)
+    return leaf
+
+
+def health(client, subject="cim.leaf.leaf-01.health", data=b""):
+    return valid("health", client.request(subject, data).data)
+
+
+def test_heartbeats_at_the_configured_rate_with_increasing_seq(daemons, notify, nats_server):
+    with Client(nats_server.port) as client:
+        client.subscribe("cim.leaf.leaf-01.heartbeat")
+        start_leaf(daemons, notify, nats_server, heartbeat={"interval": "200ms"})
+        first = time.monotonic()
+        beats = [valid("heartbeat", m.data) for m in client.messages(10, timeout=5)]
+        elapsed = time.monotonic() - first
+    assert [b["seq"] for b in beats] == list(range(1, 11))
+    assert 1.4 < elapsed < 2.6, f"10 beats at 200ms took {elapsed:.2f}s"
+    assert {b["state"] for b in beats} == {"connected"}
+    assert beats[0]["node"] == "leaf-01" and beats[0]["labels"] == {}
+
+
+def test_custom_prefix_domain_and_labels(daemons, notify, nats_server):
+    with Client(nats_server.port) as client:
+        client.subscribe("site1.leaves.>")
+        start_leaf(daemons, notify, nats_server, subjects={"prefix": "site1.leaves"},
+                   node={"id": "leaf-01", "domain": "factory", "labels": {"rack": "r7"}})
+        beat = valid("heartbeat", client.next_msg(subject="site1.leaves.leaf-01.heartbeat").data)
+        assert (beat["domain"], beat["labels"]) == ("factory", {"rack": "r7"})
+        assert health(client, "site1.leaves.leaf-01.health")["node"] == "leaf-01"
+
+
+def event(msg):
+    body = valid("event", msg.data)
+    assert msg.subject.endswith(".events." + body["event_type"])
+    assert msg.headers["X-Message-ID"] == body["event_id"]
+    assert msg.headers["X-Correlation-ID"] == body["correlation_id"]
+    assert msg.headers["X-Causation-ID"] == body["causation_id"]
+    return body
+
+
+def test_lifecycle_events_in_the_cim_envelope(daemons, notify, nats_server):
+    with Client(nats_server.port) as client:
+        client.subscribe("cim.leaf.leaf-01.events.>")
+        leaf = start_leaf(daemons, notify, nats_server)
+        started, ready = (event(m) for m in client.messages(2))
+        assert (started["event_type"], ready["event_type"]) == ("started", "ready")
+        assert started["correlation_id"] == started["event_id"] == started["causation_id"]
+
+        leaf.signal(signal.SIGHUP)
+        reloading, reloaded = (event(m) for m in client.messages(2))
+        assert (reloading["event_type"], reloaded["event_type"]) == ("reloading", "reloaded")
+        assert reloaded["correlation_id"] == reloading["event_id"]
+        assert reloaded["causation_id"] == reloading["event_id"]
+
+        leaf.write_config("heartbeat: {interval: soon}\n")
+        leaf.signal(signal.SIGHUP)
+        _, failed = (event(m) for m in client.messages(2))
+        assert failed["event_type"] == "reload_failed"
+        assert "heartbeat.interval" in failed["data"]["errors"][0]
+
+        leaf.signal(signal.SIGTERM)
+        assert event(client.next_msg())["event_type"] == "stopping"
+        assert leaf.wait(5) == 0
+
+
+def test_health_on_the_node_and_fleet_subjects(daemons, notify, nats_server):
+    start_leaf(daemons, notify, nats_server)
+    with Client(nats_server.port) as client:
+        mine = health(client)
+        assert (mine["status"], mine["state"]) == ("ok", "connected")
+        assert mine["checks"]["nats"]["server"] == nats_server.url
+        assert health(client, "cim.leaf.health")["node"] == "leaf-01"
+
+
+def test_every_leaf_answers_the_fan_out_request(daemons, notify, nats_server):
+    for node in ("a", "b", "c"):
+        start_leaf(daemons, notify, nats_server, node_id=node)
+    with Client(nats_server.port) as client:
+        replies = client.gather("cim.leaf.health", wait=2.0, expect=3)
+    assert sorted(valid("health", r.data)["node"] for r in replies) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("payload", [b"", b"garbage \x00\xff", b"{\"json\": true}", b"x" * 1000_000],
+                         ids=["empty", "garbage", "json", "1MB"])
+def test_any_request_payload_gets_a_valid_answer(daemons, notify, nats_server, payload):
+    start_leaf(daemons, notify, nats_server)
+    with Client(nats_server.port) as client:
+        assert health(client, data=payload)["status"] == "ok"
+
+
+def test_srv_discovery_with_nats_js(daemons, notify, nats_server):
+    for node in ("a", "b"):
+        start_leaf(daemons, notify, nats_server, node_id=node)
+    with Client(nats_server.port) as client:
+        for _ in range(3):
+            client.request("cim.leaf.a.health")
+        ping = json.loads(client.request("$SRV.PING.cim-leaf.a").data)
+        assert ping == {"type": "io.nats.micro.v1.ping_response", "name": "cim-leaf", "id": "a",
+                        "version": "0.1.0", "metadata": {}}
+        for subject in ("$SRV.INFO", "$SRV.INFO.cim-leaf", "$SRV.INFO.cim-leaf.b"):
+            assert {json.loads(r.data)["id"] for r in client.gather(subject, wait=0.5)} >= {"b"}
+    subprocess.run(["tests/js/setup.sh"], cwd=ROOT, check=True, capture_output=True)
+    result = subprocess.run(["node", "tests/js/srv.mjs", "--server", nats_server.url, "--name", "cim-leaf"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert sorted(p["id"] for p in seen["ping"]) == ["a", "b"]
+    stats_a = next(s for s in seen["stats"] if s["id"] == "a")
+    assert stats_a["endpoints"][0]["num_requests"] == 3
+    assert stats_a["endpoints"][0]["subject"] == "cim.leaf.a.health"
+
+
+@pytest.fixture(scope="module")
+def auth_fixtures(tmp_path_factory):
+    """Every auth mode's secrets and matching server config (tests/js/auth.mjs)."""
+    directory = tmp_path_factory.mktemp("auth")
+    subprocess.run(["tests/js/setup.sh"], cwd=ROOT, check=True, capture_output=True)
+    result = subprocess.run(["node", "tests/js/auth.mjs", str(directory)], cwd=ROOT, check=True,
+                            capture_output=True, text=True)
+    return json.loads(result.stdout)
+
+
+def auth_settings(fixtures, mode):
+    entry = fixtures[mode]
+    return {"operator": {"credentials_file": entry.get("creds")},
+            "nkey": {"nkey_seed_file": entry.get("seed_file")},
+            "password": {"user": entry.get("user"), "password_file": entry.get("password_file")},
+            "token": {"token_file": entry.get("token_file")}}[mode]
+
+
+@pytest.mark.parametrize("mode", ["password", "token", "nkey", "operator"])
+def test_each_auth_mode_connects(daemons, notify, tmp_path, auth_fixtures, mode):
+    server = NatsServer(tmp_path, extra=open(auth_fixtures[mode]["conf"]).read()).start()
+    try:
+        leaf = start_leaf(daemons, notify, server, nats=auth_settings(auth_fixtures, mode))  # READY: connected
+        secrets = [open(path).read().strip() for key, path in auth_fixtures[mode].items() if key.endswith("_file")]
+        assert all(secret not in leaf.output() for secret in secrets)
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_wrong_secret_one_clear_line_then_recovers_after_reload(daemons, notify, tmp_path):
+    server = NatsServer(tmp_path, extra='authorization { token: "right" }').start()
+    token = tmp_path / "token"
+    token.write_text("wrong\n")
+    try:
+        leaf = daemons(leaf_config(server, nats={"token_file": str(token)}), notify=notify).start()
+        notify.wait_for("STATUS", "Connecting to NATS (NATS refused the credentials: Authorization Violation)")
+        time.sleep(1.5)  # several retries with backoff
+        assert leaf.output().count("Authorization Violation") == 1
+        assert "wrong" not in leaf.output()
+        assert "READY" not in notify.keys()
+        token.write_text("right\n")
+        leaf.signal(signal.SIGHUP)
+        notify.wait_for("READY", "1", timeout=10)
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
+
+
+def make_certificates(directory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    for name, extension in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+                            ("client", "extendedKeyUsage=clientAuth")):
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={name}",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        (directory / f"{name}.ext").write_text(extension + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+
+
+def test_tls_with_client_certificate(daemons, notify, tmp_path):
+    make_certificates(tmp_path)
+    server = NatsServer(tmp_path, extra=f'tls {{ cert_file: "{tmp_path}/server.pem", key_file: "{tmp_path}/server.key", '
+                                        f'ca_file: "{tmp_path}/ca.pem", verify: true }}').start()
+    tls = {"ca_file": str(tmp_path / "ca.pem"), "cert_file": str(tmp_path / "client.pem"),
+           "key_file": str(tmp_path / "client.key")}
+    try:
+        leaf = start_leaf(daemons, notify, server, nats={"servers": [f"tls://127.0.0.1:{server.port}"], "tls": tls})
+        assert leaf.stop() == 0
+        # A CA that did not sign the server's certificate is refused, clearly.
+        (tmp_path / "other").mkdir()
+        make_certificates(tmp_path / "other")
+        tls["ca_file"] = str(tmp_path / "other" / "ca.pem")
+        leaf = daemons(leaf_config(server, nats={"servers": [f"tls://127.0.0.1:{server.port}"], "tls": tls}),
+                       notify=notify).start()
+        leaf.wait_for_log("cannot connect to NATS: .*(SSL|certificate|handshake)", timeout=10)
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_reconnect_after_server_restart(daemons, notify, tmp_path):
+    server = NatsServer(tmp_path).start()
+    leaf = start_leaf(daemons, notify, server)
+    with Client(server.port) as client:
+        client.subscribe("cim.leaf.leaf-01.heartbeat")
+        last_seq = valid("heartbeat", client.next_msg().data)["seq"]
+    server.kill()
+    notify.wait_for("STATUS", "Reconnecting to NATS (NATS connection lost)")
+    leaf.signal(signal.SIGHUP)  # events raised during the outage
+    leaf.wait_for_log("configuration reloaded")
+    server.start()
+    with Client(server.port) as client:
+        client.subscribe("cim.leaf.leaf-01.>")
+        wait_until(lambda: "reconnected to NATS" in leaf.output(), 10, what="reconnect")
+        messages = [m for m in client.messages(6, timeout=5)]
+        events = [event(m)["event_type"] for m in messages if ".events." in m.subject]
+        assert events[:3] == ["nats_reconnected", "reloading", "reloaded"]
+        beats = [valid("heartbeat", m.data)["seq"] for m in messages if m.subject.endswith("heartbeat")]
+        assert beats and beats[0] > last_seq and beats == list(range(beats[0], beats[0] + len(beats)))
+        state = health(client)
+        assert state["checks"]["nats"]["reconnects"] == 1 and state["status"] == "ok"
+    assert leaf.stop() == 0
+    server.stop()
+
+
+def test_events_that_do_not_fit_the_outbox_are_counted(daemons, notify, tmp_path):
+    server = NatsServer(tmp_path).start()
+    leaf = start_leaf(daemons, notify, server, nats={"reconnect": {"wait": "100ms", "jitter": "10ms",
+                                                                   "buffer_bytes": 1000}})
+    server.kill()
+    leaf.wait_for_log("reconnecting")
+    for _ in range(4):  # each reload raises two events of ~400 bytes
+        leaf.signal(signal.SIGHUP)
+        time.sleep(0.1)
+    leaf.wait_for_log("dropped: the outbox already holds")
+    server.start()
+    with Client(server.port) as client:
+        wait_until(lambda: "reconnected to NATS" in leaf.output(), 10, what="reconnect")
+        state = health(client)
+    assert state["checks"]["nats"]["events_dropped"] >= 1
+    assert (state["status"], state["checks"]["nats"]["status"]) == ("degraded", "degraded")
+    assert leaf.stop() == 0
+    server.stop()
+
+
+def test_cluster_failover(daemons, notify, tmp_path):
+    ports = [free_port(), free_port()]
+    routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in ports)
+    servers = [NatsServer(tmp_path, name=f"n{i}", extra=f"cluster {{ name: c, listen: 127.0.0.1:{ports[i]}, "
+                                                         f"routes: [{routes}] }}").start() for i in range(2)]
+    try:
+        leaf = start_leaf(daemons, notify, servers[0], nats={"servers": [s.url for s in servers]})
+        with Client(servers[1].port) as client:
+            used = health(client)["checks"]["nats"]["server"]
+        victim, survivor = (servers if used == servers[0].url else servers[::-1])
+        victim.kill()
+        with Client(survivor.port) as client:
+            client.subscribe("cim.leaf.leaf-01.heartbeat")
+            wait_until(lambda: "reconnected to NATS" in leaf.output(), 15, what="failover")
+            valid("heartbeat", client.next_msg(timeout=5).data)
+            assert health(client)["checks"]["nats"]["server"] == survivor.url
+        assert leaf.stop() == 0
+    finally:
+        for server in servers:
+            server.stop()
