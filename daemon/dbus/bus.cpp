@@ -60,12 +60,9 @@ Bus::Bus(EventLoop& loop, config::Bus bus, Control& control, std::function<void(
         throw std::runtime_error("cannot attach the D-Bus connection to the event loop");
 }
 
-Bus::~Bus()
-{
-    object_.reset();
-    if (connection_)
-        connection_->releaseName(bus_name);
-}
+// Closing the connection releases the name; asking for it explicitly would
+// throw when the bus is already gone.
+Bus::~Bus() = default;
 
 void Bus::changed(const LiveState& before, const LiveState& after)
 {

@@ -2,6 +2,7 @@
 port, a private dbus-daemon, a notify socket the test owns (standing in for
 systemd's), and the daemon itself."""
 import os
+import pwd
 import re
 import signal
 import socket
@@ -20,6 +21,14 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def as_user(name):
+    """The command prefix that runs a command as user `name` (none for None)."""
+    if not name:
+        return []
+    entry = pwd.getpwnam(name)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--"]
 
 
 def wait_until(predicate, timeout=5.0, interval=0.02, what="condition"):
@@ -129,10 +138,8 @@ class DbusDaemon:
 
     def busctl(self, *args, check=True, user=None, timeout=10):
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address, "DBUS_SESSION_BUS_ADDRESS": self.address}
-        command = ["busctl", "--system", *args]
-        if user:
-            command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--", *command]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([*as_user(user), "busctl", "--system", *args], env=env, capture_output=True,
+                                text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"busctl {' '.join(args)} failed: {result.stderr}")
         return result
@@ -188,7 +195,7 @@ class NotifySocket:
 class Daemon:
     """The real cim-leaf binary with a YAML config made from a dict."""
 
-    def __init__(self, workdir, config, notify=None, env=None, args=(), name="leaf"):
+    def __init__(self, workdir, config, notify=None, env=None, args=(), name="leaf", user=None):
         self.workdir = Path(workdir)
         self.config_path = self.workdir / f"{name}.yaml"
         self.write_config(config)
@@ -199,6 +206,14 @@ class Daemon:
             self.env["NOTIFY_SOCKET"] = notify.path
         self.env.update(env or {})
         self.args = list(args)
+        # Run as another user (setpriv drops root): what it needs becomes reachable.
+        self.prefix = as_user(user)
+        if user:
+            for directory in [self.workdir, *self.workdir.parents]:
+                directory.chmod(directory.stat().st_mode | 0o711)
+            self.config_path.chmod(0o644)
+            if notify:
+                os.chmod(notify.path, 0o777)
         self.log_path = self.workdir / f"{name}.log"
         self.proc = None
 
@@ -208,7 +223,7 @@ class Daemon:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(BIN), "--config", str(self.config_path), *self.args],
+        self.proc = subprocess.Popen([*self.prefix, str(BIN), "--config", str(self.config_path), *self.args],
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         return self
 

@@ -1,0 +1,202 @@
+"""org.cim.Leaf1 on a private dbus-daemon, asked by busctl (an independent
+client): the interface as proto/org.cim.Leaf1.xml declares it, live
+properties and their PropertiesChanged, the methods, the shipped policy, and
+`cim-leaf status`."""
+import json
+import os
+import pwd
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness import BIN, ROOT, DbusDaemon, leaf_config, wait_until
+from nats_client import Client
+from payloads import valid
+
+NAME, PATH, IFACE = "org.cim.Leaf1", "/org/cim/Leaf1", "org.cim.Leaf1"
+
+
+def on_bus(daemons, notify, bus, server=None, kind="session", user=None, **sections):
+    env = {"DBUS_SESSION_BUS_ADDRESS": bus.address, "DBUS_SYSTEM_BUS_ADDRESS": bus.address}
+    return daemons(leaf_config(server, dbus={"bus": kind}, **sections), notify=notify, env=env, user=user).start()
+
+
+def prop(bus, name, user=None):
+    """A property's value as busctl prints it: 's "text"', 'b true', 't 42'."""
+    return bus.busctl("get-property", NAME, PATH, IFACE, name, user=user).stdout.strip()
+
+
+def call(bus, method, *args, user=None, check=True):
+    return bus.busctl("call", NAME, PATH, IFACE, method, *args, user=user, check=check)
+
+
+def string_reply(result):
+    """busctl prints a string reply as: s "..." with C escapes."""
+    out = result.stdout.strip()
+    assert out.startswith('s "')
+    return json.loads(out[2:])
+
+
+@pytest.fixture
+def ready_leaf(daemons, notify, session_bus, nats_server):
+    leaf = on_bus(daemons, notify, session_bus, nats_server)
+    notify.wait_for("READY", "1", timeout=10)
+    return leaf
+
+
+def test_interface_matches_the_proto_xml(ready_leaf, session_bus):
+    declared = ET.parse(ROOT / "proto" / "org.cim.Leaf1.xml").getroot().find(f"interface[@name='{IFACE}']")
+    introspected = session_bus.busctl("introspect", "--xml-interface", NAME, PATH).stdout
+    live = ET.fromstring(introspected).find(f"interface[@name='{IFACE}']")
+    for kind in ("method", "property", "signal"):
+        names = lambda node: sorted(e.get("name") for e in node.findall(kind))  # noqa: E731
+        assert names(live) == names(declared), kind
+    for p in declared.findall("property"):
+        assert live.find(f"property[@name='{p.get('name')}']").get("type") == p.get("type")
+
+
+def test_properties_read_live_state(ready_leaf, session_bus, nats_server):
+    version = subprocess.run([str(BIN), "--version"], capture_output=True, text=True).stdout.split()[1]
+    assert prop(session_bus, "NodeId") == 's "leaf-01"'
+    assert prop(session_bus, "Version") == f's "{version}"'
+    assert prop(session_bus, "State") == 's "connected"'
+    assert prop(session_bus, "Healthy") == "b true"
+    assert prop(session_bus, "NatsConnected") == "b true"
+    assert prop(session_bus, "NatsServer") == f's "{nats_server.url}"'
+    assert prop(session_bus, "Reconnects") == "u 0"
+    assert prop(session_bus, "LastError") == 's ""'
+    first = int(prop(session_bus, "HeartbeatsSent").split()[1])
+    wait_until(lambda: int(prop(session_bus, "HeartbeatsSent").split()[1]) > first, what="HeartbeatsSent to grow")
+
+
+def test_get_health_is_the_nats_health_reply(ready_leaf, session_bus, nats_server):
+    over_dbus = valid("health", string_reply(call(session_bus, "GetHealth")))
+    with Client(nats_server.port) as client:
+        over_nats = valid("health", client.request("cim.leaf.leaf-01.health").data)
+    for key in ("type", "node", "version", "status", "state", "started"):
+        assert over_dbus[key] == over_nats[key], key
+    assert over_dbus["checks"]["dbus"] == {"status": "ok", "bus": "session", "name_owned": True}
+    assert string_reply(call(session_bus, "Ping")) == "pong"
+
+
+def test_reload_takes_the_sighup_path(ready_leaf, session_bus, notify):
+    after = len(notify.snapshot())
+    call(session_bus, "Reload")
+    index, reloading = notify.wait_for("RELOADING", "1", after=after)
+    assert int(reloading["MONOTONIC_USEC"]) > 0
+    notify.wait_for("READY", "1", after=index + 1)
+
+    ready_leaf.write_config("heartbeat: {interval: soon}\n")
+    result = call(session_bus, "Reload", check=False)
+    assert result.returncode != 0
+    assert 'heartbeat.interval: expected a duration like 500ms or 5s, got "soon"' in result.stderr
+    assert ":1:23:" in result.stderr  # line:column of the bad value
+    assert prop(session_bus, "State") == 's "connected"'  # the old config keeps running
+    assert "reload rejected" in prop(session_bus, "LastError")
+    assert prop(session_bus, "Healthy") == "b false"  # degraded until a good reload
+
+
+def test_properties_changed_follows_the_nats_connection(ready_leaf, session_bus, nats_server):
+    monitor = subprocess.Popen(["dbus-monitor", "--address", session_bus.address,
+                                f"type='signal',interface='org.freedesktop.DBus.Properties',path='{PATH}'"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # dbus-monitor has no readiness signal; its match must be in place first
+        nats_server.kill()
+        wait_until(lambda: prop(session_bus, "State") == 's "reconnecting"', 10, what="reconnecting")
+        nats_server.start()
+        wait_until(lambda: prop(session_bus, "State") == 's "connected"', 10, what="connected again")
+        assert prop(session_bus, "Reconnects") == "u 1"
+    finally:
+        monitor.send_signal(signal.SIGTERM)
+        output = monitor.communicate(timeout=5)[0]
+    changes = output.split("member=PropertiesChanged")
+    assert any('"reconnecting"' in c and '"NatsConnected"' in c and "boolean false" in c for c in changes)
+    assert any('"connected"' in c and "boolean true" in c for c in changes)
+    assert "HeartbeatsSent" not in output  # annotated EmitsChangedSignal=false
+
+
+def test_name_already_owned_is_a_clear_error(daemons, notify, session_bus, ready_leaf):
+    second = on_bus(daemons, notify, session_bus)
+    assert second.wait(5) == 1
+    assert "org.cim.Leaf1 is already owned on the session bus: is another cim-leaf running?" in second.output()
+
+
+def test_unreachable_bus_is_a_clear_error(daemons, notify, tmp_path):
+    leaf = daemons(leaf_config(dbus={"bus": "session"}), notify=notify,
+                   env={"DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path}/nobody-here"}).start()
+    assert leaf.wait(5) == 1
+    assert "cannot connect to the session bus" in leaf.output()
+
+
+def test_bus_going_away_ends_the_daemon(daemons, notify, session_bus, nats_server):
+    leaf = on_bus(daemons, notify, session_bus, nats_server)
+    notify.wait_for("READY", "1", timeout=10)
+    session_bus.stop()
+    assert leaf.wait(10) == 1
+    assert "lost the D-Bus connection" in leaf.output()
+
+
+def test_status_command(ready_leaf, session_bus, tmp_path):
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": session_bus.address}
+    human = subprocess.run([str(BIN), "status", "--bus", "session"], env=env, capture_output=True, text=True)
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.startswith("cim-leaf leaf-01 (")
+    assert ": connected, ok" in human.stdout
+    for field in ("NATS:", "Uptime:", "Heartbeats:", "Last error: none"):
+        assert field in human.stdout
+    as_json = subprocess.run([str(BIN), "status", "--bus", "session", "--json"], env=env, capture_output=True,
+                             text=True)
+    assert valid("health", json.loads(as_json.stdout))["node"] == "leaf-01"
+
+    ready_leaf.stop()
+    absent = subprocess.run([str(BIN), "status", "--bus", "session"], env=env, capture_output=True, text=True)
+    assert absent.returncode == 3
+    assert "cim-leaf is not running (nobody owns org.cim.Leaf1 on the session bus)" in absent.stderr
+
+
+@pytest.fixture
+def system_bus(tmp_path):
+    """A system-style bus whose policy is only the shipped org.cim.Leaf1.conf."""
+    policy = tmp_path / "system.d"
+    policy.mkdir()
+    (policy / "org.cim.Leaf1.conf").write_text((ROOT / "daemon" / "dbus" / "org.cim.Leaf1.conf").read_text())
+    bus = DbusDaemon(tmp_path, policy_dir=policy).start()
+    yield bus
+    bus.stop()
+
+
+@pytest.fixture(scope="module")
+def leaf_user():
+    try:
+        pwd.getpwnam("cim-leaf")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "cim-leaf"],
+                       check=True)
+    return "cim-leaf"
+
+
+def test_policy_on_a_system_bus(daemons, notify, system_bus, nats_server, leaf_user):
+    leaf = on_bus(daemons, notify, system_bus, nats_server, kind="system", user=leaf_user)
+    notify.wait_for("READY", "1", timeout=10)
+    nobody = "nobody"
+    # Anyone may introspect, read properties, Ping and GetHealth...
+    assert prop(system_bus, "State", user=nobody) == 's "connected"'
+    assert system_bus.busctl("introspect", NAME, PATH, user=nobody).returncode == 0
+    assert string_reply(call(system_bus, "Ping", user=nobody)) == "pong"
+    assert valid("health", string_reply(call(system_bus, "GetHealth", user=nobody)))["node"] == "leaf-01"
+    # ...only root may Reload.
+    denied = call(system_bus, "Reload", user=nobody, check=False)
+    assert denied.returncode != 0 and "Access denied" in denied.stderr
+    call(system_bus, "Reload")
+    leaf.wait_for_log("configuration reloaded")
+    assert leaf.stop() == 0
+
+
+def test_policy_lets_only_cim_leaf_own_the_name(daemons, notify, system_bus):
+    leaf = on_bus(daemons, notify, system_bus, kind="system", user="nobody", systemd={"ready_on": "started"})
+    assert leaf.wait(5) == 1
+    assert "the system bus policy does not let this user own org.cim.Leaf1" in leaf.output()
