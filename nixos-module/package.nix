@@ -12,6 +12,7 @@
 , yaml-cpp
 , nlohmann_json
 , doctest
+, openssl
 }:
 
 let
@@ -59,6 +60,8 @@ stdenv.mkDerivation {
     yaml-cpp
     nlohmann_json
     doctest
+    # libcrypto's Ed25519 derives an NKey seed's public key.
+    openssl
   ];
 
   # nixpkgs turns every meson `auto` feature into `enabled`; this project's
