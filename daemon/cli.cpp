@@ -21,8 +21,8 @@ trace, debug, info, warn, error and overrides log.level.
 namespace {
 
 // Takes "--flag VALUE" or "--flag=VALUE" at args[i]; advances i.
-std::optional<std::string> value_of(const std::vector<std::string_view>& args, std::size_t& i,
-                                    std::string_view flag, std::string& error)
+std::optional<std::string> value_of(
+    const std::vector<std::string_view>& args, std::size_t& i, std::string_view flag, std::string& error)
 {
     const std::string_view arg = args[i];
     if (arg.size() > flag.size() && arg.substr(0, flag.size()) == flag && arg[flag.size()] == '=')

@@ -22,13 +22,13 @@ struct Run {
 struct CheckConfig {
     std::string config_path = default_config_path;
 };
-struct PrintSchema {};
-struct PrintVersion {};
+struct PrintSchema { };
+struct PrintVersion { };
 struct Status {
     config::Bus bus = config::Bus::system;
     bool json = false;
 };
-struct Help {};
+struct Help { };
 
 using Command = std::variant<Run, CheckConfig, PrintSchema, PrintVersion, Status, Help>;
 

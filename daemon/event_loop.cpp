@@ -22,8 +22,7 @@ void check(int r, const char* what)
 }
 
 // Callbacks live in the source's userdata and are freed with the source.
-template <typename F>
-void own(sd_event_source* source, F callback)
+template <typename F> void own(sd_event_source* source, F callback)
 {
     auto* heap = new F(std::move(callback));
     sd_event_source_set_destroy_callback(source, [](void* p) { delete static_cast<F*>(p); });
@@ -89,7 +88,7 @@ EventSource EventLoop::on_signal(int signal, Callback callback)
                   return 0;
               },
               nullptr),
-          "sd_event_add_signal");
+        "sd_event_add_signal");
     own(source, std::move(callback));
     return EventSource(source);
 }
@@ -126,7 +125,7 @@ EventSource EventLoop::every(std::chrono::microseconds interval, Callback callba
                   return 0;
               },
               nullptr),
-          "sd_event_add_time_relative");
+        "sd_event_add_time_relative");
     own(source, Periodic{period, std::move(callback)});
     return EventSource(source);
 }
@@ -151,7 +150,7 @@ EventSource EventLoop::after(std::chrono::microseconds delay, Callback callback)
                   return 0;
               },
               nullptr),
-          "sd_event_add_time_relative");
+        "sd_event_add_time_relative");
     own(source, std::move(callback));
     return EventSource(source);
 }
@@ -166,7 +165,7 @@ EventSource EventLoop::on_fd(int fd, std::uint32_t events, std::function<void(st
                   return 0;
               },
               nullptr),
-          "sd_event_add_io");
+        "sd_event_add_io");
     own(source, std::move(callback));
     return EventSource(source);
 }

@@ -15,8 +15,8 @@ namespace cim {
 class EventSource {
 public:
     EventSource() = default;
-    explicit EventSource(sd_event_source* source) : source_(source) {}
-    EventSource(EventSource&& other) noexcept : source_(std::exchange(other.source_, nullptr)) {}
+    explicit EventSource(sd_event_source* source) : source_(source) { }
+    EventSource(EventSource&& other) noexcept : source_(std::exchange(other.source_, nullptr)) { }
     EventSource& operator=(EventSource&& other) noexcept;
     ~EventSource();
 

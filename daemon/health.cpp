@@ -20,19 +20,19 @@ Check nats_check(const LiveState& live)
 {
     int severity = live.nats_connected ? (live.events_dropped > 0 ? 1 : 0) : 2;
     return {severity,
-            {{"connected", live.nats_connected},
-             {"server", live.nats_server},
-             {"reconnects", live.reconnects},
-             {"events_buffered", live.events_buffered},
-             {"events_dropped", live.events_dropped}}};
+        {{"connected", live.nats_connected}, {"server", live.nats_server}, {"reconnects", live.reconnects},
+            {"events_buffered", live.events_buffered}, {"events_dropped", live.events_dropped}}};
 }
 
 Check dbus_check(const LiveState& live)
 {
     const bool disabled = live.bus == config::Bus::none;
     return {disabled || live.dbus_name_owned ? 0 : 2,
-            {{"bus", std::string(disabled ? "none" : live.bus == config::Bus::system ? "system" : "session")},
-             {"name_owned", live.dbus_name_owned}}};
+        {{"bus",
+             std::string(disabled                      ? "none"
+                     : live.bus == config::Bus::system ? "system"
+                                                       : "session")},
+            {"name_owned", live.dbus_name_owned}}};
 }
 
 Check systemd_check(const LiveState& live)
@@ -49,10 +49,8 @@ using Checks = std::array<std::pair<const char*, Check>, 4>;
 
 Checks all_checks(const LiveState& live)
 {
-    return {{{"nats", nats_check(live)},
-             {"dbus", dbus_check(live)},
-             {"systemd", systemd_check(live)},
-             {"config", config_check(live)}}};
+    return {{{"nats", nats_check(live)}, {"dbus", dbus_check(live)}, {"systemd", systemd_check(live)},
+        {"config", config_check(live)}}};
 }
 
 int worst_severity(const Checks& checks)
@@ -75,8 +73,8 @@ std::string health_status(const LiveState& live)
     return severities[static_cast<std::size_t>(worst_severity(all_checks(live)))];
 }
 
-nlohmann::json health_json(const LiveState& live, std::chrono::system_clock::time_point now,
-                           std::chrono::steady_clock::time_point now_steady)
+nlohmann::json health_json(
+    const LiveState& live, std::chrono::system_clock::time_point now, std::chrono::steady_clock::time_point now_steady)
 {
     const Checks all = all_checks(live);
     nlohmann::json checks = nlohmann::json::object();

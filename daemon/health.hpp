@@ -48,8 +48,8 @@ std::int64_t uptime_seconds(const LiveState& live, std::chrono::steady_clock::ti
 std::string health_status(const LiveState& live);
 
 // The io.cim.leaf.v1.health payload.
-nlohmann::json health_json(const LiveState& live, std::chrono::system_clock::time_point now,
-                           std::chrono::steady_clock::time_point now_steady);
+nlohmann::json health_json(
+    const LiveState& live, std::chrono::system_clock::time_point now, std::chrono::steady_clock::time_point now_steady);
 
 // What systemctl status shows on its Status: line.
 std::string status_text(const LiveState& live);

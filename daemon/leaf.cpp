@@ -88,8 +88,8 @@ bool Leaf::start()
     live_.dbus_name_owned = bus_ != nullptr;
     live_.state = State::connecting;
     commit(before);
-    spdlog::info("cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id,
-                 join(config_.nats.servers));
+    spdlog::info(
+        "cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id, join(config_.nats.servers));
     emit(nats::make_event("started", {{"version", version_string}}));
     start_link();
     heartbeat_timer_ = loop_.every(config_.heartbeat.interval, [this] { beat(); });
@@ -110,10 +110,26 @@ void Leaf::start_link()
     const std::uint64_t generation = ++link_generation_;
     auto current = [this, generation] { return generation == link_generation_; };
     nats::Link::Handlers handlers{
-        .connected = [this, current](const std::string& url) { if (current()) on_connected(url); },
-        .disconnected = [this, current](const std::string& reason) { if (current()) on_disconnected(reason); },
-        .reconnected = [this, current](const std::string& url) { if (current()) on_connected(url); },
-        .error = [this, current](const std::string& error) { if (current()) on_error(error); },
+        .connected =
+            [this, current](const std::string& url) {
+                if (current())
+                    on_connected(url);
+            },
+        .disconnected =
+            [this, current](const std::string& reason) {
+                if (current())
+                    on_disconnected(reason);
+            },
+        .reconnected =
+            [this, current](const std::string& url) {
+                if (current())
+                    on_connected(url);
+            },
+        .error =
+            [this, current](const std::string& error) {
+                if (current())
+                    on_error(error);
+            },
         .stopped =
             [this, current] {
                 if (current())
@@ -195,10 +211,9 @@ void Leaf::beat()
 nats::Outbox::Message Leaf::message_for(const nats::Event& event) const
 {
     return {config_.subjects.prefix + "." + config_.node.id + ".events." + event.event_type,
-            nats::dump(nats::event_json(live_, event)),
-            {{"X-Message-ID", event.event_id},
-             {"X-Correlation-ID", event.correlation_id},
-             {"X-Causation-ID", event.causation_id}}};
+        nats::dump(nats::event_json(live_, event)),
+        {{"X-Message-ID", event.event_id}, {"X-Correlation-ID", event.correlation_id},
+            {"X-Causation-ID", event.causation_id}}};
 }
 
 void Leaf::emit(const nats::Event& event)
@@ -209,7 +224,7 @@ void Leaf::emit(const nats::Event& event)
     const LiveState before = live_;
     if (!outbox_.push(std::move(message)))
         spdlog::warn("event {} dropped: the outbox already holds {} bytes (nats.reconnect.buffer_bytes)",
-                     event.event_type, outbox_.bytes());
+            event.event_type, outbox_.bytes());
     live_.events_buffered = outbox_.size();
     live_.events_dropped = outbox_.dropped();
     commit(before);
@@ -265,7 +280,7 @@ std::optional<std::string> Leaf::reload()
         auth = std::move(resolved.auth);
         if (loaded.config->dbus.bus != config_.dbus.bus)
             errors.push_back(options_.config_path +
-                             ": dbus.bus: cannot change while running; restart the service to move to another bus");
+                ": dbus.bus: cannot change while running; restart the service to move to another bus");
     }
 
     before = live_;
@@ -305,9 +320,7 @@ std::optional<std::string> Leaf::reload()
         emit(nats::make_event("reload_failed", {{"config", options_.config_path}, {"errors", errors}}, &reloading));
     }
 
-    live_.state = live_.nats_connected ? State::connected
-                  : ever_connected_    ? State::reconnecting
-                                       : State::connecting;
+    live_.state = live_.nats_connected ? State::connected : ever_connected_ ? State::reconnecting : State::connecting;
     if (announce)
         notify(notify_message::ready(status_text(live_)));
     commit(before);

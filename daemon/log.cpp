@@ -52,9 +52,9 @@ protected:
         }
         const auto& payload = msg.payload;
         sd_journal_send("MESSAGE=%.*s", static_cast<int>(payload.size()), payload.data(), "PRIORITY=%d",
-                        priority(msg.level), "SYSLOG_IDENTIFIER=cim-leaf", "CIM_NODE_ID=%s", id.c_str(), nullptr);
+            priority(msg.level), "SYSLOG_IDENTIFIER=cim-leaf", "CIM_NODE_ID=%s", id.c_str(), nullptr);
     }
-    void flush_() override {}
+    void flush_() override { }
 };
 
 // JOURNAL_STREAM is "device:inode" of the stream systemd connected stderr to.
@@ -66,7 +66,7 @@ bool stderr_is_journal()
     unsigned long long device = 0, inode = 0;
     if (std::sscanf(stream, "%llu:%llu", &device, &inode) != 2)
         return false;
-    struct stat st {};
+    struct stat st { };
     return fstat(STDERR_FILENO, &st) == 0 && st.st_dev == device && st.st_ino == inode;
 }
 

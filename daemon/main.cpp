@@ -45,9 +45,8 @@ int run(const cli::Run& options)
     int code = 1;
     {
         EventLoop loop;
-        Leaf leaf(loop,
-                  {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
-                  std::move(*config), std::move(*auth.auth));
+        Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
+            std::move(*config), std::move(*auth.auth));
         if (leaf.start())
             code = loop.run();
     }

@@ -16,7 +16,7 @@ std::string full_description(const Field& field)
     std::string text = field.description;
     if (field.kind == Kind::duration)
         text += " A duration like 500ms, 5s, 2m or 1h, from " + format_duration(Duration{field.minimum}) + " to " +
-                format_duration(Duration{field.maximum}) + ".";
+            format_duration(Duration{field.maximum}) + ".";
     if (field.default_value.is_null() && !field.default_note.empty())
         text += " Unset: " + field.default_note + ".";
     return text;

@@ -99,7 +99,7 @@ std::string expected(const Field& field)
 
 class Loader {
 public:
-    explicit Loader(std::string file) : file_(std::move(file)) {}
+    explicit Loader(std::string file) : file_(std::move(file)) { }
 
     std::vector<Diagnostic> errors;
     std::map<std::string, YAML::Mark> marks;  // where each key given in the file stands
@@ -136,12 +136,12 @@ public:
                 error(key_node.Mark(), key_path, "duplicate key");
                 continue;
             }
-            auto member = std::find_if(field.fields.begin(), field.fields.end(),
-                                       [&](const Field& f) { return f.name == key; });
+            auto member =
+                std::find_if(field.fields.begin(), field.fields.end(), [&](const Field& f) { return f.name == key; });
             if (member == field.fields.end()) {
                 const std::string hint = closest(key, field.fields);
                 error(key_node.Mark(), key_path,
-                      "unknown key" + (hint.empty() ? std::string() : " (did you mean " + hint + "?)"));
+                    "unknown key" + (hint.empty() ? std::string() : " (did you mean " + hint + "?)"));
                 continue;
             }
             marks[key_path] = key_node.Mark();
@@ -194,11 +194,11 @@ private:
             if (!duration)
                 return mismatch(node);
             if (duration->count() < field.minimum)
-                return fail(node, "must be at least " + format_duration(Duration{field.minimum}) + ", got " +
-                                      describe(node));
+                return fail(
+                    node, "must be at least " + format_duration(Duration{field.minimum}) + ", got " + describe(node));
             if (duration->count() > field.maximum)
-                return fail(node, "must be at most " + format_duration(Duration{field.maximum}) + ", got " +
-                                      describe(node));
+                return fail(
+                    node, "must be at most " + format_duration(Duration{field.maximum}) + ", got " + describe(node));
             return Value{*duration};
         }
         case Kind::choice:
@@ -216,8 +216,8 @@ private:
                 items.push_back(item.Scalar());
             }
             if (static_cast<std::int64_t>(items.size()) < field.minimum)
-                return fail(node, "must list at least " + std::to_string(field.minimum) + " item" +
-                                      (field.minimum == 1 ? "" : "s"));
+                return fail(node,
+                    "must list at least " + std::to_string(field.minimum) + " item" + (field.minimum == 1 ? "" : "s"));
             return Value{std::move(items)};
         }
         case Kind::string_map: {
@@ -227,8 +227,8 @@ private:
             for (const auto& entry : node) {
                 if (!entry.first.IsScalar() || !entry.second.IsScalar())
                     return fail(entry.second.IsScalar() ? entry.first : entry.second,
-                                "expected " + expected(field) + ", got " +
-                                    describe(entry.second.IsScalar() ? entry.first : entry.second));
+                        "expected " + expected(field) + ", got " +
+                            describe(entry.second.IsScalar() ? entry.first : entry.second));
                 if (!map.emplace(entry.first.Scalar(), entry.second.Scalar()).second)
                     return fail(entry.first, "duplicate key " + util::quote(entry.first.Scalar()));
             }
@@ -267,20 +267,21 @@ std::optional<YAML::Mark> second_document(std::string_view text)
             if (++documents == 2)
                 second = mark;
         }
-        void OnDocumentEnd() override {}
-        void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-        void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-        void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-        void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-        void OnSequenceEnd() override {}
-        void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-        void OnMapEnd() override {}
+        void OnDocumentEnd() override { }
+        void OnNull(const YAML::Mark&, YAML::anchor_t) override { }
+        void OnAlias(const YAML::Mark&, YAML::anchor_t) override { }
+        void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { }
+        void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override
+        {
+        }
+        void OnSequenceEnd() override { }
+        void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { }
+        void OnMapEnd() override { }
     };
     std::istringstream stream{std::string(text)};
     YAML::Parser parser(stream);
     Counter counter;
-    while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
-    }
+    while (counter.documents < 2 && parser.HandleNextDocument(counter)) { }
     return counter.documents < 2 ? std::nullopt : std::optional<YAML::Mark>(counter.second);
 }
 
@@ -324,7 +325,7 @@ void check_combinations(Loader& loader, const Config& config)
 
     if (nats.tls.cert_file.empty() != nats.tls.key_file.empty())
         at(nats.tls.cert_file.empty() ? "nats.tls.key_file" : "nats.tls.cert_file",
-           "nats.tls.cert_file and nats.tls.key_file go together");
+            "nats.tls.cert_file and nats.tls.key_file go together");
 }
 
 void resolve_node_id(Loader& loader, Config& config)
@@ -339,8 +340,8 @@ void resolve_node_id(Loader& loader, Config& config)
     std::string id(host, strcspn(host, "."));
     static const std::regex token(R"(^[A-Za-z0-9_-]+$)");
     if (!std::regex_match(id, token)) {
-        loader.file_error("node.id", "not set, and the host name " + util::quote(id) +
-                                         " is not a valid node id: set node.id");
+        loader.file_error(
+            "node.id", "not set, and the host name " + util::quote(id) + " is not a valid node id: set node.id");
         return;
     }
     config.node.id = std::move(id);
@@ -363,8 +364,9 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
 {
     Loader loader(file_name);
     if (text.size() > max_config_bytes) {
-        loader.file_error("", "file is " + std::to_string(text.size()) + " bytes; a config may have at most " +
-                                  std::to_string(max_config_bytes));
+        loader.file_error("",
+            "file is " + std::to_string(text.size()) + " bytes; a config may have at most " +
+                std::to_string(max_config_bytes));
         return {std::nullopt, std::move(loader.errors)};
     }
     if (auto bad = util::find_non_text(text)) {
@@ -375,8 +377,9 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
     YAML::Node document;
     try {
         if (auto second = second_document(text)) {
-            loader.error(*second, "", "a second YAML document (or text YAML cannot read) starts here; a config is "
-                                      "one YAML document");
+            loader.error(*second, "",
+                "a second YAML document (or text YAML cannot read) starts here; a config is "
+                "one YAML document");
             return {std::nullopt, std::move(loader.errors)};
         }
         document = YAML::Load(std::string(text));
@@ -400,7 +403,7 @@ LoadResult load_file(const std::string& path)
     if (fd < 0)
         return fail(std::string("cannot open: ") + std::strerror(errno));
     std::string text;
-    struct stat st {};
+    struct stat st { };
     if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         close(fd);
         return fail("is a directory, expected a YAML file");

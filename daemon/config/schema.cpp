@@ -7,31 +7,36 @@ namespace cim::config {
 namespace {
 
 // Stores a leaf's parsed Value, of alternative T, into the member `member` picks.
-template <typename T, typename Member>
-std::function<void(Config&, Value&&)> into(Member member)
+template <typename T, typename Member> std::function<void(Config&, Value&&)> into(Member member)
 {
     return [member](Config& config, Value&& value) { member(config) = std::get<T>(std::move(value)); };
 }
 
-#define CIM_MEMBER(path) [](Config& c) -> auto& { return c.path; }
+#define CIM_MEMBER(path)                                                                                               \
+    [](Config & c) -> auto&                                                                                            \
+    {                                                                                                                  \
+        return c.path;                                                                                                 \
+    }
 
 Field object(std::string name, std::string description, std::vector<Field> fields)
 {
-    return Field{.name = std::move(name), .kind = Kind::object, .description = std::move(description),
-                 .fields = std::move(fields)};
+    return Field{.name = std::move(name),
+        .kind = Kind::object,
+        .description = std::move(description),
+        .fields = std::move(fields)};
 }
 
 Field secret(std::string name, std::string description, std::function<void(Config&, Value&&)> store)
 {
     return Field{.name = std::move(name),
-                 .kind = Kind::secret_path,
-                 .description = std::move(description) +
-                                " An absolute path, or the name of a systemd credential (LoadCredential=) that "
-                                "resolves in $CREDENTIALS_DIRECTORY. Never the secret itself.",
-                 .default_note = "not used",
-                 .pattern = R"(^(/.*|[^/]+)$)",
-                 .pattern_hint = "an absolute path or a credential name without '/'",
-                 .store = std::move(store)};
+        .kind = Kind::secret_path,
+        .description = std::move(description) +
+            " An absolute path, or the name of a systemd credential (LoadCredential=) that "
+            "resolves in $CREDENTIALS_DIRECTORY. Never the secret itself.",
+        .default_note = "not used",
+        .pattern = R"(^(/.*|[^/]+)$)",
+        .pattern_hint = "an absolute path or a credential name without '/'",
+        .store = std::move(store)};
 }
 
 constexpr std::int64_t hour_ms = 3'600'000;
@@ -41,151 +46,151 @@ constexpr const char* token_pattern = R"(^[A-Za-z0-9_-]+$)";
 
 Field build()
 {
-    return object(
-        "", "cim-leaf configuration.",
+    return object("", "cim-leaf configuration.",
         {
             object("node", "This node's identity, copied into every payload.",
-                   {
-                       Field{.name = "id",
-                             .kind = Kind::string,
-                             .description = "Node id: the subject token under which this node publishes and answers.",
-                             .default_note = "the short host name",
-                             .pattern = token_pattern,
-                             .pattern_hint = "NATS token characters (letters, digits, '_' and '-')",
-                             .store = into<std::string>(CIM_MEMBER(node.id))},
-                       Field{.name = "domain",
-                             .kind = Kind::string,
-                             .description = "CIM domain this node belongs to.",
-                             .default_note = "none",
-                             .store = into<std::string>(CIM_MEMBER(node.domain))},
-                       Field{.name = "labels",
-                             .kind = Kind::string_map,
-                             .description = "Free string labels copied into heartbeats.",
-                             .default_value = nlohmann::json::object(),
-                             .store = into<std::map<std::string, std::string>>(CIM_MEMBER(node.labels))},
-                   }),
+                {
+                    Field{.name = "id",
+                        .kind = Kind::string,
+                        .description = "Node id: the subject token under which this node publishes and answers.",
+                        .default_note = "the short host name",
+                        .pattern = token_pattern,
+                        .pattern_hint = "NATS token characters (letters, digits, '_' and '-')",
+                        .store = into<std::string>(CIM_MEMBER(node.id))},
+                    Field{.name = "domain",
+                        .kind = Kind::string,
+                        .description = "CIM domain this node belongs to.",
+                        .default_note = "none",
+                        .store = into<std::string>(CIM_MEMBER(node.domain))},
+                    Field{.name = "labels",
+                        .kind = Kind::string_map,
+                        .description = "Free string labels copied into heartbeats.",
+                        .default_value = nlohmann::json::object(),
+                        .store = into<std::map<std::string, std::string>>(CIM_MEMBER(node.labels))},
+                }),
             object("nats", "Connection to NATS.",
-                   {
-                       Field{.name = "servers",
-                             .kind = Kind::string_list,
-                             .description = "Server URLs; several form a cluster to fail over between.",
-                             .default_value = {"nats://127.0.0.1:4222"},
-                             .pattern = R"(^(nats|tls)://[A-Za-z0-9._~-]+(:[0-9]{1,5})?$|^(nats|tls)://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$)",
-                             .pattern_hint = "a URL like nats://host:4222 or tls://host:4222 (no user or password in it)",
-                             .minimum = 1,
-                             .store = into<std::vector<std::string>>(CIM_MEMBER(nats.servers))},
-                       Field{.name = "name",
-                             .kind = Kind::string,
-                             .description = "Client connection name shown by the server.",
-                             .default_value = "cim-leaf",
-                             .pattern = R"(^[!-~]+$)",
-                             .pattern_hint = "a name of printable ASCII characters without spaces",
-                             .store = into<std::string>(CIM_MEMBER(nats.name))},
-                       secret("credentials_file", "NATS credentials (JWT + NKey seed) file.",
-                              into<std::string>(CIM_MEMBER(nats.credentials_file))),
-                       Field{.name = "user",
-                             .kind = Kind::string,
-                             .description = "User name; the password comes from password_file.",
-                             .default_note = "not used",
-                             .store = into<std::string>(CIM_MEMBER(nats.user))},
-                       secret("password_file", "File holding the password for user.",
-                              into<std::string>(CIM_MEMBER(nats.password_file))),
-                       secret("token_file", "File holding an authentication token.",
-                              into<std::string>(CIM_MEMBER(nats.token_file))),
-                       secret("nkey_seed_file", "File holding a user NKey seed.",
-                              into<std::string>(CIM_MEMBER(nats.nkey_seed_file))),
-                       object("tls", "TLS towards the servers (implied by tls:// URLs).",
-                              {
-                                  secret("ca_file", "PEM file of the CA that signs the servers' certificates.",
-                                         into<std::string>(CIM_MEMBER(nats.tls.ca_file))),
-                                  secret("cert_file", "PEM client certificate.",
-                                         into<std::string>(CIM_MEMBER(nats.tls.cert_file))),
-                                  secret("key_file", "PEM private key of the client certificate.",
-                                         into<std::string>(CIM_MEMBER(nats.tls.key_file))),
-                              }),
-                       object("reconnect", "Reconnecting after a lost connection (forever).",
-                              {
-                                  Field{.name = "wait",
-                                        .kind = Kind::duration,
-                                        .description = "Pause between reconnect attempts to the same server.",
-                                        .default_value = "2s",
-                                        .minimum = 10,
-                                        .maximum = hour_ms,
-                                        .store = into<Duration>(CIM_MEMBER(nats.reconnect.wait))},
-                                  Field{.name = "jitter",
-                                        .kind = Kind::duration,
-                                        .description = "Random extra pause, so a fleet does not reconnect in lock-step.",
-                                        .default_value = "500ms",
-                                        .minimum = 0,
-                                        .maximum = hour_ms,
-                                        .store = into<Duration>(CIM_MEMBER(nats.reconnect.jitter))},
-                                  Field{.name = "buffer_bytes",
-                                        .kind = Kind::integer,
-                                        .description = "Bytes of events kept while disconnected and sent after "
-                                                       "reconnecting; what does not fit is counted as dropped. "
-                                                       "Heartbeats are never replayed.",
-                                        .default_value = 8388608,
-                                        .minimum = 0,
-                                        .maximum = 1 << 30,
-                                        .store = into<std::int64_t>(CIM_MEMBER(nats.reconnect.buffer_bytes))},
-                              }),
-                   }),
+                {
+                    Field{.name = "servers",
+                        .kind = Kind::string_list,
+                        .description = "Server URLs; several form a cluster to fail over between.",
+                        .default_value = {"nats://127.0.0.1:4222"},
+                        .pattern =
+                            R"(^(nats|tls)://[A-Za-z0-9._~-]+(:[0-9]{1,5})?$|^(nats|tls)://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$)",
+                        .pattern_hint = "a URL like nats://host:4222 or tls://host:4222 (no user or password in it)",
+                        .minimum = 1,
+                        .store = into<std::vector<std::string>>(CIM_MEMBER(nats.servers))},
+                    Field{.name = "name",
+                        .kind = Kind::string,
+                        .description = "Client connection name shown by the server.",
+                        .default_value = "cim-leaf",
+                        .pattern = R"(^[!-~]+$)",
+                        .pattern_hint = "a name of printable ASCII characters without spaces",
+                        .store = into<std::string>(CIM_MEMBER(nats.name))},
+                    secret("credentials_file", "NATS credentials (JWT + NKey seed) file.",
+                        into<std::string>(CIM_MEMBER(nats.credentials_file))),
+                    Field{.name = "user",
+                        .kind = Kind::string,
+                        .description = "User name; the password comes from password_file.",
+                        .default_note = "not used",
+                        .store = into<std::string>(CIM_MEMBER(nats.user))},
+                    secret("password_file", "File holding the password for user.",
+                        into<std::string>(CIM_MEMBER(nats.password_file))),
+                    secret("token_file", "File holding an authentication token.",
+                        into<std::string>(CIM_MEMBER(nats.token_file))),
+                    secret("nkey_seed_file", "File holding a user NKey seed.",
+                        into<std::string>(CIM_MEMBER(nats.nkey_seed_file))),
+                    object("tls", "TLS towards the servers (implied by tls:// URLs).",
+                        {
+                            secret("ca_file", "PEM file of the CA that signs the servers' certificates.",
+                                into<std::string>(CIM_MEMBER(nats.tls.ca_file))),
+                            secret("cert_file", "PEM client certificate.",
+                                into<std::string>(CIM_MEMBER(nats.tls.cert_file))),
+                            secret("key_file", "PEM private key of the client certificate.",
+                                into<std::string>(CIM_MEMBER(nats.tls.key_file))),
+                        }),
+                    object("reconnect", "Reconnecting after a lost connection (forever).",
+                        {
+                            Field{.name = "wait",
+                                .kind = Kind::duration,
+                                .description = "Pause between reconnect attempts to the same server.",
+                                .default_value = "2s",
+                                .minimum = 10,
+                                .maximum = hour_ms,
+                                .store = into<Duration>(CIM_MEMBER(nats.reconnect.wait))},
+                            Field{.name = "jitter",
+                                .kind = Kind::duration,
+                                .description = "Random extra pause, so a fleet does not reconnect in lock-step.",
+                                .default_value = "500ms",
+                                .minimum = 0,
+                                .maximum = hour_ms,
+                                .store = into<Duration>(CIM_MEMBER(nats.reconnect.jitter))},
+                            Field{.name = "buffer_bytes",
+                                .kind = Kind::integer,
+                                .description = "Bytes of events kept while disconnected and sent after "
+                                               "reconnecting; what does not fit is counted as dropped. "
+                                               "Heartbeats are never replayed.",
+                                .default_value = 8388608,
+                                .minimum = 0,
+                                .maximum = 1 << 30,
+                                .store = into<std::int64_t>(CIM_MEMBER(nats.reconnect.buffer_bytes))},
+                        }),
+                }),
             object("subjects", "NATS subjects.",
-                   {
-                       Field{.name = "prefix",
-                             .kind = Kind::string,
-                             .description = "Subject prefix: <prefix>.<node>.heartbeat and so on.",
-                             .default_value = "cim.leaf",
-                             .pattern = R"(^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$)",
-                             .pattern_hint = "dot-separated NATS tokens without wildcards",
-                             .store = into<std::string>(CIM_MEMBER(subjects.prefix))},
-                   }),
+                {
+                    Field{.name = "prefix",
+                        .kind = Kind::string,
+                        .description = "Subject prefix: <prefix>.<node>.heartbeat and so on.",
+                        .default_value = "cim.leaf",
+                        .pattern = R"(^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$)",
+                        .pattern_hint = "dot-separated NATS tokens without wildcards",
+                        .store = into<std::string>(CIM_MEMBER(subjects.prefix))},
+                }),
             object("heartbeat", "Heartbeats.",
-                   {
-                       Field{.name = "interval",
-                             .kind = Kind::duration,
-                             .description = "Time between two heartbeats.",
-                             .default_value = "5s",
-                             .minimum = 100,
-                             .maximum = hour_ms,
-                             .store = into<Duration>(CIM_MEMBER(heartbeat.interval))},
-                   }),
+                {
+                    Field{.name = "interval",
+                        .kind = Kind::duration,
+                        .description = "Time between two heartbeats.",
+                        .default_value = "5s",
+                        .minimum = 100,
+                        .maximum = hour_ms,
+                        .store = into<Duration>(CIM_MEMBER(heartbeat.interval))},
+                }),
             object("dbus", "The org.cim.Leaf1 D-Bus service.",
-                   {
-                       Field{.name = "bus",
-                             .kind = Kind::choice,
-                             .description = "Bus to own org.cim.Leaf1 on; none disables D-Bus.",
-                             .default_value = "system",
-                             .choices = {"system", "session", "none"},
-                             .store =
-                                 [](Config& c, Value&& v) {
-                                     const auto& s = std::get<std::string>(v);
-                                     c.dbus.bus = s == "system" ? Bus::system : s == "session" ? Bus::session : Bus::none;
-                                 }},
-                   }),
+                {
+                    Field{.name = "bus",
+                        .kind = Kind::choice,
+                        .description = "Bus to own org.cim.Leaf1 on; none disables D-Bus.",
+                        .default_value = "system",
+                        .choices = {"system", "session", "none"},
+                        .store =
+                            [](Config& c, Value&& v) {
+                                const auto& s = std::get<std::string>(v);
+                                c.dbus.bus = s == "system" ? Bus::system : s == "session" ? Bus::session : Bus::none;
+                            }},
+                }),
             object("systemd", "The systemd notify protocol.",
-                   {
-                       Field{.name = "ready_on",
-                             .kind = Kind::choice,
-                             .description = "When to send READY=1: once NATS is connected and subscribed, or as soon "
-                                            "as the daemon has started.",
-                             .default_value = "connected",
-                             .choices = {"connected", "started"},
-                             .store =
-                                 [](Config& c, Value&& v) {
-                                     c.systemd.ready_on = std::get<std::string>(v) == "started" ? ReadyOn::started
-                                                                                                 : ReadyOn::connected;
-                                 }},
-                   }),
+                {
+                    Field{.name = "ready_on",
+                        .kind = Kind::choice,
+                        .description = "When to send READY=1: once NATS is connected and subscribed, or as soon "
+                                       "as the daemon has started.",
+                        .default_value = "connected",
+                        .choices = {"connected", "started"},
+                        .store =
+                            [](Config& c, Value&& v) {
+                                c.systemd.ready_on =
+                                    std::get<std::string>(v) == "started" ? ReadyOn::started : ReadyOn::connected;
+                            }},
+                }),
             object("log", "Logging.",
-                   {
-                       Field{.name = "level",
-                             .kind = Kind::choice,
-                             .description = "Lowest level logged.",
-                             .default_value = "info",
-                             .choices = {"trace", "debug", "info", "warn", "error"},
-                             .store = into<std::string>(CIM_MEMBER(log.level))},
-                   }),
+                {
+                    Field{.name = "level",
+                        .kind = Kind::choice,
+                        .description = "Lowest level logged.",
+                        .default_value = "info",
+                        .choices = {"trace", "debug", "info", "warn", "error"},
+                        .store = into<std::string>(CIM_MEMBER(log.level))},
+                }),
         });
 }
 

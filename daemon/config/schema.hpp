@@ -30,7 +30,7 @@ enum class Kind {
 };
 
 using Value = std::variant<std::string, bool, std::int64_t, Duration, std::vector<std::string>,
-                           std::map<std::string, std::string>>;
+    std::map<std::string, std::string>>;
 
 struct Field {
     std::string name;
@@ -43,7 +43,7 @@ struct Field {
     nlohmann::json default_value;
     std::string default_note;
 
-    std::string pattern;       // ECMAScript regex a string (or each list item) must match
+    std::string pattern;  // ECMAScript regex a string (or each list item) must match
     std::string pattern_hint;  // the pattern in words, for error messages
     std::vector<std::string> choices;
     // integer: the value; duration: milliseconds; string_list: the length.

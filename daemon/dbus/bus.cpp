@@ -16,8 +16,8 @@ std::unique_ptr<sdbus::IConnection> open(config::Bus bus)
     const char* which = bus == config::Bus::system ? "system" : "session";
     std::unique_ptr<sdbus::IConnection> connection;
     try {
-        connection = bus == config::Bus::system ? sdbus::createSystemBusConnection()
-                                                : sdbus::createSessionBusConnection();
+        connection =
+            bus == config::Bus::system ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
     } catch (const sdbus::Error& e) {
         throw std::runtime_error(std::string("cannot connect to the ") + which + " bus: " + e.getMessage());
     }
@@ -28,12 +28,12 @@ std::unique_ptr<sdbus::IConnection> open(config::Bus bus)
         // sd_bus_request_name: EEXIST when another owner has it, EACCES when
         // the bus policy forbids it.
         if (message.find("File exists") != std::string::npos)
-            throw std::runtime_error(std::string(bus_name) + " is already owned on the " + which +
-                                     " bus: is another cim-leaf running?");
+            throw std::runtime_error(
+                std::string(bus_name) + " is already owned on the " + which + " bus: is another cim-leaf running?");
         if (e.getName() == "org.freedesktop.DBus.Error.AccessDenied" ||
             message.find("ermission denied") != std::string::npos)
             throw std::runtime_error(std::string("the ") + which + " bus policy does not let this user own " +
-                                     bus_name + " (org.cim.Leaf1.conf allows only user cim-leaf): " + message);
+                bus_name + " (org.cim.Leaf1.conf allows only user cim-leaf): " + message);
         throw std::runtime_error(std::string("cannot own ") + bus_name + " on the " + which + " bus: " + message);
     }
     return connection;
@@ -90,8 +90,7 @@ int Bus::on_prepare(sd_event_source*, void* self)
 void Bus::process()
 {
     try {
-        while (connection_->processPendingRequest()) {
-        }
+        while (connection_->processPendingRequest()) { }
     } catch (const sdbus::Error& e) {
         // The bus went away (dbus-daemon restarted): nothing to serve on.
         io_ = EventSource();

@@ -32,9 +32,8 @@ void print_summary(const nlohmann::json& health)
     const std::string last_error = health.value("last_error", "");
     std::cout << "cim-leaf " << health.value("node", "?") << " (" << health.value("version", "?")
               << "): " << health.value("state", "?") << ", " << health.value("status", "?") << "\n"
-              << "  NATS:       " << (server.empty() ? "not connected" : server) << ", "
-              << nats.value("reconnects", 0) << " reconnects, " << nats.value("events_dropped", 0)
-              << " events dropped\n"
+              << "  NATS:       " << (server.empty() ? "not connected" : server) << ", " << nats.value("reconnects", 0)
+              << " reconnects, " << nats.value("events_dropped", 0) << " events dropped\n"
               << "  Uptime:     " << duration_words(health.value("uptime_s", std::int64_t{0})) << "\n"
               << "  Heartbeats: " << health.value("heartbeats_sent", std::uint64_t{0}) << " sent\n"
               << "  Last error: " << (last_error.empty() ? "none" : last_error) << "\n";
@@ -56,12 +55,12 @@ int status_command(const cli::Status& options)
             .storeResultsTo(reply);
     } catch (const sdbus::Error& e) {
         const bool absent = e.getName() == "org.freedesktop.DBus.Error.ServiceUnknown" ||
-                            e.getName() == "org.freedesktop.DBus.Error.NameHasNoOwner";
+            e.getName() == "org.freedesktop.DBus.Error.NameHasNoOwner";
         std::cerr << "cim-leaf status: "
                   << (absent ? std::string("cim-leaf is not running (nobody owns ") + bus_name + " on the " + which +
-                                   " bus)"
+                                 " bus)"
                              : std::string("no answer from ") + bus_name + " on the " + which +
-                                   " bus: " + e.getMessage())
+                                 " bus: " + e.getMessage())
                   << "\n";
         return cli::exit_not_running;
     }

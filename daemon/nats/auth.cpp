@@ -85,8 +85,8 @@ public:
         const auto directory = env("CREDENTIALS_DIRECTORY");
         if (!directory) {
             errors.push_back(key + ": \"" + written +
-                             "\" is a credential name, but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= "
-                             "in the unit, or an absolute path)");
+                "\" is a credential name, but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= "
+                "in the unit, or an absolute path)");
             return {};
         }
         return *directory + "/" + written;
@@ -114,7 +114,7 @@ public:
         content.resize(static_cast<std::size_t>(file.gcount()));
         if (content.size() > max_secret_bytes) {
             errors.push_back(key + ": " + resolved + " is larger than " + std::to_string(max_secret_bytes) +
-                             " bytes; not a secret file");
+                " bytes; not a secret file");
             return {};
         }
         while (!content.empty() && (content.back() == '\n' || content.back() == '\r'))
@@ -179,7 +179,7 @@ AuthResult resolve_auth(const config::NatsConfig& nats)
                 auth.nkey_public = *public_key;
             else if (!seed.empty())
                 resolver.errors.push_back("nats.nkey_seed_file: " + auth.nkey_seed_file +
-                                          " does not hold an NKey seed (a line starting with S)");
+                    " does not hold an NKey seed (a line starting with S)");
         }
     }
     auth.ca_file = resolver.readable("nats.tls.ca_file", nats.tls.ca_file);

@@ -57,10 +57,8 @@ std::shared_ptr<Link> Link::start(EventLoop& loop, const config::Config& config,
 }
 
 Link::Link(EventLoop& loop, const config::Config& config, Auth auth, Handlers handlers)
-    : loop_(loop), nats_(config.nats),
-      health_subject_(config.subjects.prefix + "." + config.node.id + ".health"),
-      fleet_health_subject_(config.subjects.prefix + ".health"), auth_(std::move(auth)),
-      handlers_(std::move(handlers)),
+    : loop_(loop), nats_(config.nats), health_subject_(config.subjects.prefix + "." + config.node.id + ".health"),
+      fleet_health_subject_(config.subjects.prefix + ".health"), auth_(std::move(auth)), handlers_(std::move(handlers)),
       service_(config.node.id, {{"health", health_subject_}, {"fleet-health", fleet_health_subject_}})
 {
 }
@@ -177,9 +175,8 @@ natsStatus Link::connect(natsConnection** connection)
         s = natsOptions_LoadCertificatesChain(options, auth_.cert_file.c_str(), auth_.key_file.c_str());
 
     auto on_disconnected = [](natsConnection* nc, void* closure) {
-        static_cast<Link*>(closure)->post([reason = last_error(nc)](Link& link) {
-            link.handlers_.disconnected(reason);
-        });
+        static_cast<Link*>(closure)->post(
+            [reason = last_error(nc)](Link& link) { link.handlers_.disconnected(reason); });
     };
     auto on_reconnected = [](natsConnection* nc, void* closure) {
         static_cast<Link*>(closure)->post([url = connected_url(nc)](Link& link) { link.handlers_.reconnected(url); });
@@ -196,9 +193,8 @@ natsStatus Link::connect(natsConnection** connection)
         self->changed_.notify_all();
     };
     auto on_error = [](natsConnection* nc, natsSubscription*, natsStatus err, void* closure) {
-        static_cast<Link*>(closure)->post([text = status_text(err) + ": " + last_error(nc)](Link& link) {
-            link.handlers_.error(text);
-        });
+        static_cast<Link*>(closure)->post(
+            [text = status_text(err) + ": " + last_error(nc)](Link& link) { link.handlers_.error(text); });
     };
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(options, on_disconnected, this);
@@ -240,8 +236,8 @@ natsStatus Link::subscribe(natsConnection* connection)
 
     for (std::size_t i = 0; i < subjects.size(); ++i) {
         natsSubscription* subscription = nullptr;
-        const natsStatus s = natsConnection_Subscribe(&subscription, connection, subjects[i].c_str(), handler,
-                                                      routes_[i].get());
+        const natsStatus s =
+            natsConnection_Subscribe(&subscription, connection, subjects[i].c_str(), handler, routes_[i].get());
         if (s != NATS_OK)
             return s;
         std::lock_guard lock(mutex_);

@@ -34,7 +34,7 @@ public:
         std::function<void(const std::string& reason)> disconnected;
         std::function<void(const std::string& url)> reconnected;
         std::function<void(const std::string& error)> error;  // asynchronous errors; the link goes on
-        std::function<void()> stopped;                        // after stop(): drained and closed
+        std::function<void()> stopped;  // after stop(): drained and closed
         // On a nats.c delivery thread: the health reply. Must be thread-safe.
         std::function<std::string()> health;
     };

@@ -20,7 +20,7 @@ public:
         Headers headers;
     };
 
-    explicit Outbox(std::int64_t budget_bytes) : budget_(budget_bytes) {}
+    explicit Outbox(std::int64_t budget_bytes) : budget_(budget_bytes) { }
 
     void set_budget(std::int64_t budget_bytes) { budget_ = budget_bytes; }
 

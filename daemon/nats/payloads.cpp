@@ -14,7 +14,7 @@ nlohmann::json envelope(const char* type, const LiveState& live, std::chrono::sy
 }  // namespace
 
 nlohmann::json heartbeat_json(const LiveState& live, std::uint64_t seq, std::chrono::system_clock::time_point now,
-                              std::chrono::steady_clock::time_point now_steady)
+    std::chrono::steady_clock::time_point now_steady)
 {
     nlohmann::json out = envelope("io.cim.leaf.v1.heartbeat", live, now);
     out["seq"] = seq;

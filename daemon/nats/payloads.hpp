@@ -12,7 +12,7 @@ namespace cim::nats {
 
 // io.cim.leaf.v1.heartbeat
 nlohmann::json heartbeat_json(const LiveState& live, std::uint64_t seq, std::chrono::system_clock::time_point now,
-                              std::chrono::steady_clock::time_point now_steady);
+    std::chrono::steady_clock::time_point now_steady);
 
 // A lifecycle event in the CIM envelope. A chain of events (reloading ->
 // reloaded) shares the correlation id of its first event; each names the
@@ -26,8 +26,7 @@ struct Event {
     nlohmann::json data = nlohmann::json::object();
 };
 
-Event make_event(std::string event_type, nlohmann::json data = nlohmann::json::object(),
-                 const Event* cause = nullptr);
+Event make_event(std::string event_type, nlohmann::json data = nlohmann::json::object(), const Event* cause = nullptr);
 
 // io.cim.leaf.v1.event
 nlohmann::json event_json(const LiveState& live, const Event& event);

@@ -47,11 +47,8 @@ void Service::record(std::size_t index, std::chrono::nanoseconds processing, con
 
 nlohmann::json Service::identity(const char* type) const
 {
-    return {{"type", type},
-            {"name", name},
-            {"id", id_},
-            {"version", version_string},
-            {"metadata", nlohmann::json::object()}};
+    return {{"type", type}, {"name", name}, {"id", id_}, {"version", version_string},
+        {"metadata", nlohmann::json::object()}};
 }
 
 nlohmann::json Service::ping() const
@@ -66,10 +63,8 @@ nlohmann::json Service::info() const
     out["endpoints"] = nlohmann::json::array();
     for (const Endpoint& endpoint : endpoints_)
         // No queue group: every leaf must answer the fan-out health request.
-        out["endpoints"].push_back({{"name", endpoint.name},
-                                    {"subject", endpoint.subject},
-                                    {"queue_group", ""},
-                                    {"metadata", nlohmann::json::object()}});
+        out["endpoints"].push_back({{"name", endpoint.name}, {"subject", endpoint.subject}, {"queue_group", ""},
+            {"metadata", nlohmann::json::object()}});
     return out;
 }
 

@@ -98,9 +98,9 @@ TEST_CASE("null for an optional key means unset; sections may be empty")
 TEST_CASE("errors name the file, line, column and key path")
 {
     CHECK(error("nats:\n  reconnect:\n    wait: soon\n") ==
-          R"(config.yaml:3:11: nats.reconnect.wait: expected a duration like 500ms or 5s, got "soon")");
+        R"(config.yaml:3:11: nats.reconnect.wait: expected a duration like 500ms or 5s, got "soon")");
     CHECK(error("heartbeat:\n  intervall: 5s\n") ==
-          "config.yaml:2:3: heartbeat.intervall: unknown key (did you mean interval?)");
+        "config.yaml:2:3: heartbeat.intervall: unknown key (did you mean interval?)");
     CHECK(error("bogus: 1\n") == "config.yaml:1:1: bogus: unknown key");
 }
 
@@ -113,11 +113,11 @@ TEST_CASE("every error is reported, not just the first")
 TEST_CASE("ranges are checked with the limits in the message")
 {
     CHECK(error("heartbeat: {interval: 50ms}") ==
-          R"(config.yaml:1:23: heartbeat.interval: must be at least 100ms, got "50ms")");
-    CHECK(error("heartbeat: {interval: 2h}") ==
-          R"(config.yaml:1:23: heartbeat.interval: must be at most 1h, got "2h")");
+        R"(config.yaml:1:23: heartbeat.interval: must be at least 100ms, got "50ms")");
+    CHECK(
+        error("heartbeat: {interval: 2h}") == R"(config.yaml:1:23: heartbeat.interval: must be at most 1h, got "2h")");
     CHECK(error("nats: {reconnect: {buffer_bytes: -1}}") ==
-          R"(config.yaml:1:34: nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824, got "-1")");
+        R"(config.yaml:1:34: nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824, got "-1")");
 }
 
 TEST_CASE("combinations of keys that do not go together")
@@ -125,10 +125,10 @@ TEST_CASE("combinations of keys that do not go together")
     CHECK(error("nats: {user: u}") == "config.yaml:1:8: nats.user: needs nats.password_file");
     CHECK(error("nats: {password_file: p}") == "config.yaml:1:8: nats.password_file: needs nats.user");
     CHECK(error("nats: {token_file: t, nkey_seed_file: s}") ==
-          "config.yaml:1:23: nats.nkey_seed_file: only one authentication method may be set; nats.token_file is "
-          "set too");
+        "config.yaml:1:23: nats.nkey_seed_file: only one authentication method may be set; nats.token_file is "
+        "set too");
     CHECK(error("nats: {tls: {cert_file: c}}") ==
-          "config.yaml:1:14: nats.tls.cert_file: nats.tls.cert_file and nats.tls.key_file go together");
+        "config.yaml:1:14: nats.tls.cert_file: nats.tls.cert_file and nats.tls.key_file go together");
 }
 
 TEST_CASE("secret paths are absolute or credential names, never relative paths")
@@ -136,15 +136,15 @@ TEST_CASE("secret paths are absolute or credential names, never relative paths")
     CHECK(good("nats: {token_file: /run/secrets/token}").nats.token_file == "/run/secrets/token");
     CHECK(good("nats: {token_file: nats-token}").nats.token_file == "nats-token");
     CHECK(error("nats: {token_file: secrets/token}") ==
-          R"(config.yaml:1:20: nats.token_file: expected an absolute path or a credential name without '/', got "secrets/token")");
+        R"(config.yaml:1:20: nats.token_file: expected an absolute path or a credential name without '/', got "secrets/token")");
 }
 
 TEST_CASE("server URLs: nats:// or tls://, host and port, no user info")
 {
     for (const char* url : {"nats://127.0.0.1:4222", "tls://hub.example.org:4443", "nats://[::1]:4222", "nats://h"})
         CHECK_MESSAGE(load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
-    for (const char* url : {"http://h:4222", "nats://user:pass@h:4222", "h:4222", "nats://", "nats://h:4222/x",
-                            "nats://h h"})
+    for (const char* url :
+        {"http://h:4222", "nats://user:pass@h:4222", "h:4222", "nats://", "nats://h:4222/x", "nats://h h"})
         CHECK_MESSAGE(!load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
 }
 
@@ -156,11 +156,12 @@ TEST_CASE("quoted numbers are strings, plain ones are not")
 
 TEST_CASE("file-level problems")
 {
-    CHECK(error("a: [") .find("config.yaml:1:") == 0);
+    CHECK(error("a: [").find("config.yaml:1:") == 0);
     CHECK(error("a: [").find("YAML syntax error") != std::string::npos);
     CHECK(error("- 1\n- 2\n") == "config.yaml:1:1: expected a mapping, got a list");
-    CHECK(error("a: 1\n---\nb: 2\n") == "config.yaml:2:1: a second YAML document (or text YAML cannot read) "
-                                         "starts here; a config is one YAML document");
+    CHECK(error("a: 1\n---\nb: 2\n") ==
+        "config.yaml:2:1: a second YAML document (or text YAML cannot read) "
+        "starts here; a config is one YAML document");
     CHECK(error(",}\n: le:").find("a second YAML document") != std::string::npos);  // yaml-cpp looped on it
     CHECK(error(std::string("node: {id: a}\0", 14)) == "config.yaml: not a text file: a NUL byte at offset 13");
     CHECK(error("node: {id: \xff}") == "config.yaml: not a text file: invalid UTF-8 at offset 11");
@@ -170,13 +171,14 @@ TEST_CASE("file-level problems")
 
 TEST_CASE("duplicate keys are errors, not silently overwritten")
 {
-    CHECK(error("heartbeat: {interval: 1s}\nheartbeat: {interval: 2s}\n") == "config.yaml:2:1: heartbeat: duplicate key");
+    CHECK(
+        error("heartbeat: {interval: 1s}\nheartbeat: {interval: 2s}\n") == "config.yaml:2:1: heartbeat: duplicate key");
     CHECK(error("node: {labels: {a: x, a: y}}").find("duplicate key \"a\"") != std::string::npos);
 }
 
 TEST_CASE("load_file reports what is wrong with the file itself")
 {
     CHECK(load_file("/nonexistent/cim-leaf.yaml").errors.front().str() ==
-          "/nonexistent/cim-leaf.yaml: cannot open: No such file or directory");
+        "/nonexistent/cim-leaf.yaml: cannot open: No such file or directory");
     CHECK(load_file("/").errors.front().str() == "/: is a directory, expected a YAML file");
 }

@@ -18,7 +18,7 @@ TEST_CASE("durations parse in every unit")
 TEST_CASE("durations reject everything else")
 {
     for (const char* bad : {"", "5", "s", "soon", "5 s", "-5s", "5S", "1.5s", "5sec", "1m30s", "ms", "+5s",
-                            "99999999999999999999s", "9223372036854775807h"})
+             "99999999999999999999s", "9223372036854775807h"})
         CHECK_MESSAGE(!parse_duration(bad), bad);
 }
 

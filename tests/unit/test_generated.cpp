@@ -15,7 +15,7 @@ TEST_CASE("the JSON Schema covers every key with its default")
     CHECK(nats["reconnect"]["properties"]["wait"]["default"] == "2s");
     CHECK(nats["password_file"]["type"] == nlohmann::json::array({"string", "null"}));
     CHECK(schema["properties"]["dbus"]["properties"]["bus"]["enum"] ==
-          nlohmann::json::array({"system", "session", "none"}));
+        nlohmann::json::array({"system", "session", "none"}));
     CHECK(schema["properties"]["node"]["properties"]["labels"]["additionalProperties"]["type"] == "string");
 }
 
@@ -24,11 +24,12 @@ TEST_CASE("the NixOS options are typed like the schema")
     const std::string nix = nix_options();
     CHECK(nix.find("{ lib, ... }:") != std::string::npos);
     CHECK(nix.find("bus = lib.mkOption {\n        type = lib.types.enum [ \"system\" \"session\" \"none\" ];") !=
-          std::string::npos);
+        std::string::npos);
     CHECK(nix.find("buffer_bytes = lib.mkOption {\n          type = lib.types.ints.between 0 1073741824;") !=
-          std::string::npos);
-    CHECK(nix.find("labels = lib.mkOption {\n        type = lib.types.attrsOf lib.types.str;\n        default = { };") !=
-          std::string::npos);
+        std::string::npos);
+    CHECK(
+        nix.find("labels = lib.mkOption {\n        type = lib.types.attrsOf lib.types.str;\n        default = { };") !=
+        std::string::npos);
     // Nix strings: no antiquotation from a '$' in a pattern or text.
     CHECK(nix.find("${") == std::string::npos);
 }

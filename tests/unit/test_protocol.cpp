@@ -14,7 +14,7 @@ TEST_CASE("sd_notify datagrams")
 {
     CHECK(notify_message::ready("Connected") == "READY=1\nSTATUS=Connected");
     CHECK(notify_message::reloading(123456789, "Reloading configuration") ==
-          "RELOADING=1\nMONOTONIC_USEC=123456789\nSTATUS=Reloading configuration");
+        "RELOADING=1\nMONOTONIC_USEC=123456789\nSTATUS=Reloading configuration");
     CHECK(notify_message::stopping("Stopping") == "STOPPING=1\nSTATUS=Stopping");
     CHECK(notify_message::watchdog() == "WATCHDOG=1");
     // A newline would end STATUS= and start a bogus assignment.
@@ -82,8 +82,8 @@ TEST_CASE("status text says what the daemon does")
 
 TEST_CASE("heartbeat payload")
 {
-    const auto json = nats::heartbeat_json(connected_state(), 7, std::chrono::system_clock::now(),
-                                           std::chrono::steady_clock::now());
+    const auto json =
+        nats::heartbeat_json(connected_state(), 7, std::chrono::system_clock::now(), std::chrono::steady_clock::now());
     CHECK(json["type"] == "io.cim.leaf.v1.heartbeat");
     CHECK(json["seq"] == 7);
     CHECK(json["state"] == "connected");
@@ -127,8 +127,7 @@ TEST_CASE("outbox keeps order within its budget and counts what it drops")
 TEST_CASE("$SRV answers with the ADR-32 types")
 {
     nats::Service service("leaf-01", {{"health", "cim.leaf.leaf-01.health"}});
-    CHECK(service.subjects() ==
-          std::vector<std::string>{"$SRV.*", "$SRV.*.cim-leaf", "$SRV.*.cim-leaf.leaf-01"});
+    CHECK(service.subjects() == std::vector<std::string>{"$SRV.*", "$SRV.*.cim-leaf", "$SRV.*.cim-leaf.leaf-01"});
     const auto ping = nlohmann::json::parse(*service.answer("$SRV.PING"));
     CHECK(ping["type"] == "io.nats.micro.v1.ping_response");
     CHECK(ping["metadata"].is_object());
@@ -146,9 +145,9 @@ TEST_CASE("an NKey seed gives its public key")
 {
     // A pair made by nkeys.js (npm), an independent implementation.
     CHECK(nats::nkey_public_from_seed("SUAOOC4CIFBWJWPSDBEL7ATEIZURY5CMMP564CEVTFZQ4M7INFFWEEAT5Q") ==
-          "UASWSB6ODZQ2WF3NUKZ2P65ZMDYO56EFDR4AKL42NV4NPBLHU2TU26CA");
+        "UASWSB6ODZQ2WF3NUKZ2P65ZMDYO56EFDR4AKL42NV4NPBLHU2TU26CA");
     CHECK(nats::nkey_public_from_seed("SAAJUBL45TTHZLMF4AO2KBO2F7PNQ2C7F6YSQV3M3VDBDVLOHVKYBSQ3LU") ==
-          "AADPOOBGEWJ73TPFMKI3NW7QN65SDMCOFXGGZLWKHEP6BSVBK56KV44K");
+        "AADPOOBGEWJ73TPFMKI3NW7QN65SDMCOFXGGZLWKHEP6BSVBK56KV44K");
     CHECK_FALSE(nats::nkey_public_from_seed("SUAOOC4CIFBWJWPSDBEL7ATEIZURY5CMMP564CEVTFZQ4M7INFFWEEAT5A"));  // bad CRC
     CHECK_FALSE(nats::nkey_public_from_seed("UASWSB6ODZQ2WF3NUKZ2P65ZMDYO56EFDR4AKL42NV4NPBLHU2TU26CA"));
     CHECK_FALSE(nats::nkey_public_from_seed(""));
