@@ -109,27 +109,17 @@ void Leaf::start_link()
     // Handlers of a replaced link must not touch the live state any more.
     const std::uint64_t generation = ++link_generation_;
     auto current = [this, generation] { return generation == link_generation_; };
+    auto only_current = [this, current](void (Leaf::*handler)(const std::string&)) {
+        return [this, current, handler](const std::string& text) {
+            if (current())
+                (this->*handler)(text);
+        };
+    };
     nats::Link::Handlers handlers{
-        .connected =
-            [this, current](const std::string& url) {
-                if (current())
-                    on_connected(url);
-            },
-        .disconnected =
-            [this, current](const std::string& reason) {
-                if (current())
-                    on_disconnected(reason);
-            },
-        .reconnected =
-            [this, current](const std::string& url) {
-                if (current())
-                    on_connected(url);
-            },
-        .error =
-            [this, current](const std::string& error) {
-                if (current())
-                    on_error(error);
-            },
+        .connected = only_current(&Leaf::on_connected),
+        .disconnected = only_current(&Leaf::on_disconnected),
+        .reconnected = only_current(&Leaf::on_connected),
+        .error = only_current(&Leaf::on_error),
         .stopped =
             [this, current] {
                 if (current())
