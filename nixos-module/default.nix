@@ -14,8 +14,13 @@ let
   # here only to reuse the type of log.level for the logLevel shorthand.
   generatedOptions = (import ./options.nix { inherit lib; }).options;
 
-  # null means "unset" to the daemon: such keys are left out of the file.
-  renderedSettings = lib.filterAttrsRecursive (name: value: value != null) cfg.settings;
+  # null means "unset" to the daemon: such keys are left out of the file,
+  # and so are the sections left empty by that (e.g. an unused nats.tls).
+  prune = attrs:
+    lib.filterAttrs (name: value: value != null && value != { })
+      (lib.mapAttrs (name: value: if lib.isAttrs value then prune value else value) attrs);
+
+  renderedSettings = prune cfg.settings;
 
   uncheckedConfigFile = settingsFormat.generate "cim-leaf.yaml" renderedSettings;
 
