@@ -22,7 +22,7 @@
     };
     nats = {
       servers = lib.mkOption {
-        type = lib.types.nonEmptyListOf (lib.types.strMatching "^(nats|tls)://[A-Za-z0-9._~-]+(:[0-9]{1,5})?\$|^(nats|tls)://\\[[0-9A-Fa-f:.]+\\](:[0-9]{1,5})?\$");
+        type = lib.types.nonEmptyListOf (lib.types.strMatching "^(nats|tls)://[A-Za-z0-9._~-]+(:[0-9]{1,5})?\$|^(nats|tls)://\\[[0-9A-Fa-f:.]+](:[0-9]{1,5})?\$");
         default = [ "nats://127.0.0.1:4222" ];
         description = "Server URLs; several form a cluster to fail over between.";
       };

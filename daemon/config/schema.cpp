@@ -75,7 +75,7 @@ Field build()
                         .description = "Server URLs; several form a cluster to fail over between.",
                         .default_value = {"nats://127.0.0.1:4222"},
                         .pattern =
-                            R"(^(nats|tls)://[A-Za-z0-9._~-]+(:[0-9]{1,5})?$|^(nats|tls)://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$)",
+                            R"(^(nats|tls)://[A-Za-z0-9._~-]+(:[0-9]{1,5})?$|^(nats|tls)://\[[0-9A-Fa-f:.]+](:[0-9]{1,5})?$)",
                         .pattern_hint = "a URL like nats://host:4222 or tls://host:4222 (no user or password in it)",
                         .minimum = 1,
                         .store = into<std::vector<std::string>>(CIM_MEMBER(nats.servers))},
