@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <functional>
+#include <regex>
+
 #include "config/schema.hpp"
 
 using namespace cim::config;
@@ -32,4 +35,28 @@ TEST_CASE("the NixOS options are typed like the schema")
         std::string::npos);
     // Nix strings: no antiquotation from a '$' in a pattern or text.
     CHECK(nix.find("${") == std::string::npos);
+}
+
+namespace {
+
+void each_pattern(const Field& field, const std::function<void(const Field&)>& visit)
+{
+    if (!field.pattern.empty())
+        visit(field);
+    for (const Field& member : field.fields)
+        each_pattern(member, visit);
+}
+
+}  // namespace
+
+TEST_CASE("every pattern is valid POSIX ERE too, as Nix's builtins.match reads it")
+{
+    // Nix compiles strMatching patterns with std::regex::extended; a pattern
+    // only ECMAScript accepts would make every NixOS configuration fail.
+    each_pattern(schema(),
+        [](const Field& field) { CHECK_NOTHROW_MESSAGE(std::regex(field.pattern, std::regex::extended), field.name); });
+    const std::regex servers(schema().fields[1].fields[0].pattern, std::regex::extended);
+    CHECK(std::regex_match("nats://[::1]:4222", servers));
+    CHECK(std::regex_match("tls://hub.example:4443", servers));
+    CHECK_FALSE(std::regex_match("http://hub:4222", servers));
 }
