@@ -4,6 +4,7 @@ independent peer of the daemon's nats.c client, so tests do not trust the
 code they test."""
 import itertools
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ class Msg:
     data: bytes
     reply: str = ""
     headers: dict = field(default_factory=dict)
+    raw_headers: str = ""  # the header block as sent ("NATS/1.0\r\nKey: value")
 
     def json(self):
         return json.loads(self.data)
@@ -35,6 +37,14 @@ class Client:
                    "protocol": 1, "headers": True, "no_responders": True, **connect_fields}
         self.sock.sendall(f"CONNECT {json.dumps(connect)}\r\n".encode())
         self.flush(timeout)
+
+    @classmethod
+    def from_url(cls, url, timeout=5.0):
+        """nats://host:port (the first of a comma-separated list)."""
+        match = re.fullmatch(r"(?:nats://)?([^:/]+)(?::(\d+))?/?", url.split(",")[0])
+        if not match:
+            raise NatsError(f"unsupported server URL {url!r}")
+        return cls(int(match.group(2) or 4222), match.group(1), timeout)
 
     def close(self):
         self.sock.close()
@@ -96,7 +106,7 @@ class Client:
                     if ":" in header:
                         key, value = header.split(":", 1)
                         headers[key.strip()] = value.strip()
-                return Msg(parts[1], data, reply, headers)
+                return Msg(parts[1], data, reply, headers, head.decode().strip())
 
     def flush(self, timeout=5.0):
         """Round trip: everything sent before has reached the server."""

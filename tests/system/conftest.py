@@ -117,8 +117,14 @@ def install_daemon(root, tree):
         (root / "etc/dbus-1/system.d").mkdir(parents=True, exist_ok=True)
         (root / "etc/dbus-1/system.d" / policy.name).symlink_to(f"/usr/local/share/dbus-1/system.d/{policy}")
     subprocess.run(["systemd-sysusers", f"--root={root}"], check=True)
-    shutil.copy(HERE / "nats_shim.py", root / "usr/local/bin/nats")
-    (root / "usr/local/bin/nats").chmod(0o755)
+    # The natscli stand-in and the protocol client it imports, side by side.
+    shim_dir = root / "usr/local/lib/cim-leaf-tests"
+    shim_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(HERE / "nats_shim.py", shim_dir / "nats_shim.py")
+    shutil.copy(REPO / "tests/lib/nats_client.py", shim_dir / "nats_client.py")
+    (shim_dir / "nats_shim.py").chmod(0o755)
+    (root / "usr/local/bin/nats").unlink(missing_ok=True)
+    (root / "usr/local/bin/nats").symlink_to("/usr/local/lib/cim-leaf-tests/nats_shim.py")
     return notes
 
 

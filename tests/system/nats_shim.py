@@ -11,17 +11,22 @@ with the standard library only. Installed into the test container as `nats`.
 Output is natscli-like where the scenarios look at it: with --raw only the
 payloads, one per line; otherwise natscli's `[#N] Received on "SUBJECT"`
 headers. Exit status is 1 on any error or when no reply came, like natscli.
+The protocol is tests/lib/nats_client.py, installed beside this file.
 """
 import argparse
 import json
 import os
 import re
-import secrets
-import socket
 import sys
-import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "lib")]  # in the container / in the repository
+
+from nats_client import Client, NatsError  # noqa: E402
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+FOREVER = 365 * 24 * 3600.0  # natscli's sub waits until it has its count
 
 
 def parse_duration(text):
@@ -33,117 +38,26 @@ def parse_duration(text):
     return float(m.group(1)) * scale
 
 
-class Client:
-    def __init__(self, url, timeout):
-        m = re.fullmatch(r"(?:nats://)?([^:/]+)(?::(\d+))?/?", url.split(",")[0])
-        if not m:
-            sys.exit(f"nats: unsupported server URL {url!r}")
-        self.sock = socket.create_connection((m.group(1), int(m.group(2) or 4222)), timeout)
-        self.buf = b""
-        self.sid = 0
-        self.pending = []
-        self._line()  # INFO {...}
-        connect = {"verbose": False, "pedantic": False, "name": "nats-shim", "lang": "python",
-                   "version": "0.1", "protocol": 1, "headers": True, "no_responders": True}
-        self._send(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
-        while (line := self._line()) != b"PONG":
-            if line.startswith(b"-ERR"):
-                sys.exit(f"nats: {line.decode()}")
-
-    def _send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self, deadline):
-        left = deadline - time.monotonic()
-        self.sock.settimeout(None if left == float("inf") else max(left, 0.001))
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        self.buf += chunk
-
-    def _line(self, deadline=None):
-        deadline = deadline or time.monotonic() + 10
-        while b"\r\n" not in self.buf:
-            self._fill(deadline)
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exactly(self, n, deadline):
-        while len(self.buf) < n + 2:
-            self._fill(deadline)
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
-
-    def subscribe(self, subject):
-        self.sid += 1
-        self._send(f"SUB {subject} {self.sid}\r\n".encode())
-        return self.sid
-
-    def publish(self, subject, body, reply=""):
-        data = body.encode()
-        self._send(f"PUB {subject} {reply} {len(data)}\r\n".encode() + data + b"\r\n")
-
-    def flush(self):
-        """Round-trip a PING so that everything sent so far has been processed."""
-        self._send(b"PING\r\n")
-        while (msg := self.next_message(time.monotonic() + 10, until_pong=True)) is not None:
-            self.pending.append(msg)
-
-    def next_message(self, deadline, until_pong=False):
-        """Next (subject, reply, headers, payload); None at the deadline or a PONG."""
-        if self.pending and not until_pong:
-            return self.pending.pop(0)
-        try:
-            while True:
-                line = self._line(deadline)
-                op = line.split(b" ", 1)[0]
-                if op == b"PING":
-                    self._send(b"PONG\r\n")
-                elif op == b"PONG" and until_pong:
-                    return None
-                elif op == b"-ERR":
-                    sys.exit(f"nats: {line.decode()}")
-                elif op in (b"MSG", b"HMSG"):
-                    args = line.decode().split()
-                    size = int(args[-1])
-                    data = self._exactly(size, deadline)
-                    hdr_len = int(args[-2]) if op == b"HMSG" else 0
-                    reply = args[3] if len(args) == (6 if op == b"HMSG" else 5) else ""
-                    return args[1], reply, data[:hdr_len].decode(), data[hdr_len:].decode(errors="replace")
-        except (socket.timeout, TimeoutError):
-            return None
-
-
-def show(index, subject, _reply, headers, payload, raw):
+def show(index, msg, raw):
     if not raw:
-        print(f'[#{index}] Received on "{subject}"')
-        if headers.strip():
-            print(headers.strip())
-    print(payload + ("" if raw else "\n"), flush=True)
+        print(f'[#{index}] Received on "{msg.subject}"')
+        if msg.raw_headers:
+            print(msg.raw_headers)
+    print(msg.data.decode(errors="replace") + ("" if raw else "\n"), flush=True)
 
 
 def collect(client, subject, body, count, timeout):
     """Send a request and gather up to count replies (0: all until timeout)."""
-    inbox = f"_INBOX.{secrets.token_hex(8)}"
-    client.subscribe(inbox)
-    client.publish(subject, body, inbox)
-    deadline, replies = time.monotonic() + timeout, []
-    while count == 0 or len(replies) < count:
-        msg = client.next_message(deadline)
-        if msg is None:
-            break
-        if msg[2].startswith("NATS/1.0 503"):
-            sys.exit(f"nats: no responders available for request on {subject}")
-        replies.append(msg)
+    replies = client.gather(subject, body, wait=timeout, expect=count or None)
+    if any(msg.headers.get("Status") == "503" for msg in replies):
+        sys.exit(f"nats: no responders available for request on {subject}")
     return replies
 
 
 def cmd_sub(client, args):
     client.subscribe(args.subject)
-    client.flush()
     for n in range(1, args.count + 1 if args.count else sys.maxsize):
-        msg = client.next_message(float("inf"))
-        show(n, *msg, args.raw)
+        show(n, client.next_msg(timeout=FOREVER), args.raw)
 
 
 def cmd_pub(client, args):
@@ -156,13 +70,13 @@ def cmd_req(client, args):
     if not replies:
         sys.exit(f"nats: no reply on {args.subject} within {args.timeout}s")
     for n, msg in enumerate(replies, 1):
-        show(n, *msg, args.raw)
+        show(n, msg, args.raw)
 
 
 def cmd_micro(client, args):
     verb = {"ls": "PING", "list": "PING", "ping": "PING", "info": "INFO", "stats": "STATS"}[args.verb]
     subject = ".".join(["$SRV", verb] + args.names)
-    replies = [json.loads(payload) for _, _, _, payload in collect(client, subject, "", 0, args.timeout)]
+    replies = [msg.json() for msg in collect(client, subject, "", 0, args.timeout)]
     if not replies:
         sys.exit(f"nats: no micro services found on {subject}")
     if args.json:
@@ -220,8 +134,8 @@ def main(argv):
     args.server = getattr(args, "server", os.environ.get("NATS_URL", DEFAULT_URL))
     args.timeout = getattr(args, "timeout", 5.0)
     try:
-        args.run(Client(args.server, args.timeout), args)
-    except (OSError, ConnectionError) as e:
+        args.run(Client.from_url(args.server, args.timeout), args)
+    except (OSError, NatsError) as e:
         sys.exit(f"nats: {e}")
 
 

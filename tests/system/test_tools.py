@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import HERE, SCENARIOS
-from nats_shim import Client
+from nats_client import Client
 
 SHIM = [sys.executable, str(HERE / "nats_shim.py")]
 
@@ -111,14 +111,13 @@ def test_shim_sub_and_pub(nats_url):
 
 def test_shim_req_and_micro(nats_url):
     """A fake two-instance service answers health and $SRV requests."""
-    responder = Client(nats_url, 5)
+    responder = Client.from_url(nats_url, 5)
     for subject in ("cim.leaf.health", "$SRV.PING", "$SRV.PING.cim-leaf", "$SRV.INFO.cim-leaf"):
         responder.subscribe(subject)
-    responder.flush()
 
     def answer(count):
         for _ in range(count):
-            subject, reply, _, _ = responder.next_message(time.monotonic() + 10)
+            reply = responder.next_msg(timeout=10).reply
             for node in ("n1", "n2"):
                 responder.publish(reply, json.dumps({"type": "t", "name": "cim-leaf", "id": node, "node": node,
                                                      "version": "1.0.0", "metadata": {},
