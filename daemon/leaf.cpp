@@ -195,6 +195,7 @@ void Leaf::beat()
         return;
     ++seq_;
     ++live_.heartbeats_sent;
+    spdlog::debug("heartbeat {} sent on {}", seq_, subject);
     commit(before);
 }
 

@@ -160,3 +160,20 @@ def test_bad_config_at_start_exits_78_without_ready(daemons, notify):
     assert leaf.wait(5) == 78
     assert "READY" not in notify.keys()
     assert "nats.servers: must list at least 1 item" in leaf.output()
+
+
+def test_log_level_from_config_command_line_and_reload(daemons, notify, nats_server):
+    quiet = daemons(leaf_config(nats_server), notify=notify, args=["--log-level", "warn"]).start()
+    notify.wait_for("READY", "1", timeout=10)
+    time.sleep(0.5)
+    assert "ready" not in quiet.output() and "heartbeat" not in quiet.output()  # info and debug are below warn
+    quiet.stop()
+
+    leaf = daemons(leaf_config(nats_server), notify=notify).start()
+    wait_until(lambda: "ready" in leaf.output(), what="info lines at the default level")
+    time.sleep(0.5)
+    assert "heartbeat 1 sent" not in leaf.output()
+    leaf.write_config(leaf_config(nats_server, log={"level": "debug"}))
+    leaf.signal(signal.SIGHUP)
+    leaf.wait_for_log(r"debug heartbeat \d+ sent on cim.leaf.leaf-01.heartbeat")
+    assert leaf.stop() == 0
