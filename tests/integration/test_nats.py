@@ -277,3 +277,15 @@ def test_cluster_failover(daemons, notify, tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_sigterm_while_reconnecting_exits_cleanly_and_promptly(daemons, notify, tmp_path):
+    server = NatsServer(tmp_path).start()
+    leaf = start_leaf(daemons, notify, server)
+    server.kill()
+    notify.wait_for("STATUS", "Reconnecting to NATS (NATS connection lost)")
+    started = time.monotonic()
+    leaf.signal(signal.SIGTERM)
+    assert leaf.wait(6) == 0
+    assert time.monotonic() - started < 5.5  # the stop bound
+    assert "STOPPING" in notify.keys()
