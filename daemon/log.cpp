@@ -19,7 +19,6 @@ namespace {
 
 std::mutex node_id_mutex;
 std::string node_id;
-bool journal = false;
 
 int priority(spdlog::level::level_enum level)
 {
@@ -74,9 +73,8 @@ bool stderr_is_journal()
 
 void setup()
 {
-    journal = stderr_is_journal();
     std::shared_ptr<spdlog::logger> logger;
-    if (journal) {
+    if (stderr_is_journal()) {
         logger = std::make_shared<spdlog::logger>("cim-leaf", std::make_shared<JournalSink>());
     } else {
         logger = std::make_shared<spdlog::logger>("cim-leaf", std::make_shared<spdlog::sinks::stderr_sink_mt>());
@@ -110,11 +108,6 @@ void set_node_id(const std::string& id)
 {
     std::lock_guard lock(node_id_mutex);
     node_id = id;
-}
-
-bool to_journal()
-{
-    return journal;
 }
 
 }  // namespace cim::log

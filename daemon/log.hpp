@@ -20,6 +20,4 @@ void set_level(spdlog::level::level_enum level);
 // Added as CIM_NODE_ID= to every journal entry from now on.
 void set_node_id(const std::string& node_id);
 
-bool to_journal();
-
 }  // namespace cim::log
