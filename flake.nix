@@ -18,6 +18,9 @@
       # systemd, and no second nixpkgs to evaluate). The plain module,
       # ./nixos-module, takes pkgs.cim-leaf from the overlay instead.
       nixosModule = { lib, pkgs, ... }: {
+        # Imported under both names (default, cim-leaf), it counts once.
+        key = "cim-leaf#nixosModule";
+        _file = ./flake.nix;
         imports = [ ./nixos-module ];
         services.cim-leaf.package = lib.mkDefault (pkgs.callPackage ./nixos-module/package.nix { });
       };

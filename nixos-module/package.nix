@@ -2,6 +2,7 @@
 # and its sysusers.d entry, built with meson from this repository.
 { lib
 , stdenv
+, cmake
 , meson
 , ninja
 , pkg-config
@@ -48,6 +49,8 @@ stdenv.mkDerivation {
     meson
     ninja
     pkg-config
+    # doctest ships only a CMake package; meson finds it through cmake.
+    cmake
     # sdbus-c++-xml2cpp generates the D-Bus adaptor at build time.
     sdbus-cpp
   ];
@@ -64,10 +67,9 @@ stdenv.mkDerivation {
     openssl
   ];
 
-  # nixpkgs turns every meson `auto` feature into `enabled`; this project's
-  # auto features (sanitizers, fuzzing, ...) are meant to stay auto.
-  mesonAutoFeatures = "auto";
-  mesonFlags = [ ];
+  # The unit tests are part of the package check: a missing doctest must
+  # fail the build, not leave `meson test` with nothing to run.
+  mesonFlags = [ (lib.mesonEnable "tests" true) ];
 
   # Only the unit suite runs in the build sandbox: the integration and system
   # suites need a network, a D-Bus daemon and systemd.
