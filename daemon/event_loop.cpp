@@ -117,9 +117,12 @@ EventSource EventLoop::every(std::chrono::microseconds interval, Callback callba
               event_, &source, CLOCK_MONOTONIC, period, accuracy_for(period),
               [](sd_event_source* s, std::uint64_t usec, void* userdata) {
                   auto* periodic = static_cast<Periodic*>(userdata);
-                  // Re-arm from the scheduled time, not from now, so the rate
-                  // does not drift with the callback's run time.
-                  sd_event_source_set_time(s, usec + periodic->period_usec);
+                  // Re-arm from the scheduled time, so the rate does not drift
+                  // with the callback's run time; after a stall, from now, so
+                  // the missed ticks do not all fire at once.
+                  std::uint64_t now = 0;
+                  sd_event_now(sd_event_source_get_event(s), CLOCK_MONOTONIC, &now);
+                  sd_event_source_set_time(s, std::max(usec + periodic->period_usec, now));
                   sd_event_source_set_enabled(s, SD_EVENT_ON);
                   periodic->callback();
                   return 0;

@@ -59,6 +59,21 @@ def test_watchdog_pings_at_half_the_interval(daemons, notify):
     leaf.stop()
 
 
+def test_timers_do_not_burst_after_the_process_was_stopped(daemons, notify):
+    # A paused process (SIGSTOP, a suspended VM) misses ticks; catching up on
+    # all of them at once would be a burst of watchdog pings and heartbeats.
+    leaf = daemons(started_config(), notify=notify, env={"WATCHDOG_USEC": "400000"}).start()
+    notify.wait_for("READY", "1")
+    leaf.signal(signal.SIGSTOP)
+    time.sleep(2.0)  # ten ticks missed
+    resumed = time.monotonic()
+    leaf.signal(signal.SIGCONT)
+    time.sleep(0.5)
+    pings = [t for t, fields, _ in notify.snapshot() if fields.get("WATCHDOG") == "1" and t >= resumed]
+    assert 1 <= len([t for t in pings if t < resumed + 0.15]) <= 2, f"pings after resuming: {pings}"
+    assert leaf.stop() == 0
+
+
 def test_no_watchdog_pings_without_watchdog_usec(daemons, notify):
     leaf = daemons(started_config(), notify=notify).start()
     notify.wait_for("READY", "1")
