@@ -124,8 +124,6 @@ void Leaf::start_link()
             [this, current] {
                 if (current())
                     finish_stop();
-                else
-                    retiring_link_.reset();
             },
         .health = [this] { return health_json(); },
     };
@@ -161,8 +159,8 @@ void Leaf::on_connected(const std::string& url)
 
 void Leaf::on_disconnected(const std::string& reason)
 {
-    if (stopping_)
-        return;
+    if (stopping_ || !live_.nats_connected)
+        return;  // nothing lost: a connection that never got confirmed
     const LiveState before = live_;
     live_.nats_connected = false;
     live_.nats_server.clear();
@@ -236,7 +234,7 @@ void Leaf::flush_outbox()
 
 void Leaf::mark_ready()
 {
-    if (ready_)
+    if (ready_ || stopping_)
         return;
     ready_ = true;
     notify(notify_message::ready(status_text(live_)));
@@ -293,8 +291,7 @@ std::optional<std::string> Leaf::reload()
         live_.last_error.clear();
         if (relink) {
             spdlog::info("NATS settings changed: reconnecting");
-            retiring_link_ = std::move(link_);
-            retiring_link_->stop(drain_timeout);
+            link_->stop(drain_timeout);  // drains on its own thread, then goes
             live_.nats_connected = false;
             live_.nats_server.clear();
             start_link();
@@ -340,6 +337,13 @@ void Leaf::stop()
 void Leaf::finish_stop()
 {
     loop_.exit(0);
+}
+
+bool Leaf::let_go_of_nats(std::chrono::milliseconds bound)
+{
+    if (link_)
+        link_->stop(bound / 2);  // after an exit on error the link still runs
+    return nats::Link::wait_for_all_stopped(bound);
 }
 
 std::string Leaf::health_json() const

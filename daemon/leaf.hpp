@@ -41,6 +41,10 @@ public:
     // cannot run, e.g. the D-Bus name is taken.
     bool start();
 
+    // After the loop has ended: stops NATS and waits up to `bound` until no
+    // NATS thread can call into the daemon any more; false if one still runs.
+    bool let_go_of_nats(std::chrono::milliseconds bound);
+
     // dbus::Control
     const LiveState& live() const override { return live_; }
     std::string health_json() const override;
@@ -84,7 +88,6 @@ private:
     EventSource stop_deadline_;
 
     std::shared_ptr<nats::Link> link_;
-    std::shared_ptr<nats::Link> retiring_link_;  // replaced by a reload, draining
     nats::Outbox outbox_;
     std::unique_ptr<dbus::Bus> bus_;
 

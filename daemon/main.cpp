@@ -1,3 +1,5 @@
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
 
 #include <nats/nats.h>
@@ -31,6 +33,9 @@ std::optional<config::Config> load(const std::string& path, bool interactive)
     return loaded.config;
 }
 
+// After the loop: how long NATS threads may take to let go of the daemon.
+constexpr std::chrono::milliseconds nats_exit_bound{1000};
+
 int run(const cli::Run& options)
 {
     auto config = load(options.config_path, false);
@@ -42,13 +47,15 @@ int run(const cli::Run& options)
     if (!auth.auth)
         return cli::exit_config;
 
-    int code = 1;
-    {
-        EventLoop loop;
-        Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
-            std::move(*config), std::move(*auth.auth));
-        if (leaf.start())
-            code = loop.run();
+    EventLoop loop;
+    Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
+        std::move(*config), std::move(*auth.auth));
+    const int code = leaf.start() ? loop.run() : 1;
+    if (!leaf.let_go_of_nats(nats_exit_bound)) {
+        // A connect attempt to a silent server cannot be interrupted, and
+        // nothing is left to deliver: do not wait for it.
+        spdlog::warn("a NATS connect attempt still runs after {} ms; exiting without it", nats_exit_bound.count());
+        std::_Exit(code);
     }
     nats_CloseAndWait(1000);  // joins nats.c's library threads
     if (code == 0)
