@@ -19,6 +19,8 @@ TEST_CASE("sd_notify datagrams")
     CHECK(notify_message::watchdog() == "WATCHDOG=1");
     // A newline would end STATUS= and start a bogus assignment.
     CHECK(notify_message::status("a\nREADY=1") == "STATUS=a READY=1");
+    // systemd ignores a status that is not UTF-8.
+    CHECK(notify_message::status("path \xff") == "STATUS=path \xef\xbf\xbd");
 }
 
 namespace {
