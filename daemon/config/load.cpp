@@ -176,8 +176,8 @@ private:
         switch (field.kind) {
         case Kind::string:
         case Kind::secret_path:
-            if (!node.IsScalar() || !matches(field, node.Scalar()))
-                return mismatch(node);
+            if (auto problem = string_problem(field, node, expected(field)))
+                return fail(node, *problem);
             return Value{node.Scalar()};
         case Kind::boolean:
             if (plain && (node.Scalar() == "true" || node.Scalar() == "false"))
@@ -211,8 +211,8 @@ private:
                 return mismatch(node);
             std::vector<std::string> items;
             for (const auto& item : node) {
-                if (!item.IsScalar() || !matches(field, item.Scalar()))
-                    return fail(item, "expected " + field.pattern_hint + ", got " + describe(item));
+                if (auto problem = string_problem(field, item, field.pattern_hint))
+                    return fail(item, *problem);
                 items.push_back(item.Scalar());
             }
             if (static_cast<std::int64_t>(items.size()) < field.minimum)
@@ -229,6 +229,10 @@ private:
                     return fail(entry.second.IsScalar() ? entry.first : entry.second,
                         "expected " + expected(field) + ", got " +
                             describe(entry.second.IsScalar() ? entry.first : entry.second));
+                if (auto problem = too_long(field, entry.first.Scalar()))
+                    return fail(entry.first, "key " + *problem);
+                if (auto problem = too_long(field, entry.second.Scalar()))
+                    return fail(entry.second, "value " + *problem);
                 if (!map.emplace(entry.first.Scalar(), entry.second.Scalar()).second)
                     return fail(entry.first, "duplicate key " + util::quote(entry.first.Scalar()));
             }
@@ -237,6 +241,27 @@ private:
         case Kind::object:
             break;
         }
+        return std::nullopt;
+    }
+
+    static std::optional<std::string> too_long(const Field& field, const std::string& text)
+    {
+        if (text.size() <= field.max_length)
+            return std::nullopt;
+        return "is " + std::to_string(text.size()) + " bytes long; at most " + std::to_string(field.max_length);
+    }
+
+    // Why `node` is not one string of `field` (its value, or an item of its
+    // list, described as `wanted`), or nullopt. The length goes first:
+    // libstdc++'s regex recurses once per byte and overflows the stack.
+    static std::optional<std::string> string_problem(
+        const Field& field, const YAML::Node& node, const std::string& wanted)
+    {
+        if (node.IsScalar())
+            if (auto problem = too_long(field, node.Scalar()))
+                return problem;
+        if (!node.IsScalar() || !matches(field, node.Scalar()))
+            return "expected " + wanted + ", got " + describe(node);
         return std::nullopt;
     }
 

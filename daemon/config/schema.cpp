@@ -18,6 +18,10 @@ template <typename T, typename Member> std::function<void(Config&, Value&&)> int
         return c.path;                                                                                                 \
     }
 
+constexpr std::size_t path_length = 4096;  // PATH_MAX
+// A 253-byte DNS name, or an IPv6 literal, with scheme and port, with room to spare.
+constexpr std::size_t url_length = 512;
+
 Field object(std::string name, std::string description, std::vector<Field> fields)
 {
     return Field{.name = std::move(name),
@@ -36,6 +40,7 @@ Field secret(std::string name, std::string description, std::function<void(Confi
         .default_note = "not used",
         .pattern = R"(^(/.*|[^/]+)$)",
         .pattern_hint = "an absolute path or a credential name without '/'",
+        .max_length = path_length,
         .store = std::move(store)};
 }
 
@@ -77,6 +82,7 @@ Field build()
                         .pattern =
                             R"(^(nats|tls)://[A-Za-z0-9._~-]+(:[0-9]{1,5})?$|^(nats|tls)://\[[0-9A-Fa-f:.]+](:[0-9]{1,5})?$)",
                         .pattern_hint = "a URL like nats://host:4222 or tls://host:4222 (no user or password in it)",
+                        .max_length = url_length,
                         .minimum = 1,
                         .store = into<std::vector<std::string>>(CIM_MEMBER(nats.servers))},
                     Field{.name = "name",

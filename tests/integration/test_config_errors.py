@@ -52,6 +52,13 @@ CASES = [
     ("UTF-8 surrogate", b"node: {domain: \xed\xa0\x80}\n", "not a text file: invalid UTF-8 at offset 15"),
     ("UTF-8 above U+10FFFF", b"node: {domain: \xf4\x90\x80\x80}\n", "not a text file: invalid UTF-8 at offset 15"),
     ("alias bomb", ALIAS_BOMB, "node.labels: expected a mapping of strings to strings, got a list"),
+    # libstdc++'s regex recursed once per byte: these overflowed the stack (SIGSEGV).
+    ("long node id", "node:\n  id: " + "a" * 30000 + "\n", ":2:7: node.id: is 30000 bytes long; at most 255"),
+    ("long client name", "nats: {name: " + "a" * 30000 + "}\n", "nats.name: is 30000 bytes long; at most 255"),
+    ("long server URL", "nats: {servers: [nats://" + "a" * 30000 + "]}\n",
+     "nats.servers: is 30007 bytes long; at most 512"),
+    ("long secret path", "nats: {token_file: /" + "a" * 30000 + "}\n",
+     "nats.token_file: is 30001 bytes long; at most 4096"),
     ("10 MB file", "#" * (10 << 20), "is larger than 1048576 bytes; not a config file"),
     ("deep nesting", "a: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1:"),
 ]

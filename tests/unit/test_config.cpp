@@ -148,6 +148,42 @@ TEST_CASE("server URLs: nats:// or tls://, host and port, no user info")
         CHECK_MESSAGE(!load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
 }
 
+TEST_CASE("strings have a maximum length, checked before any pattern")
+{
+    // libstdc++'s regex recursed once per byte: 30000 of them overflowed the stack.
+    const std::string long_text(30000, 'a');
+    CHECK(error("node: {id: " + long_text + "}") == "config.yaml:1:12: node.id: is 30000 bytes long; at most 255");
+    CHECK(error("nats: {servers: [nats://" + long_text + "]}") ==
+        "config.yaml:1:18: nats.servers: is 30007 bytes long; at most 512");
+    CHECK(error("nats: {token_file: /" + long_text + "}") ==
+        "config.yaml:1:20: nats.token_file: is 30001 bytes long; at most 4096");
+    CHECK(error("node: {labels: {" + std::string(300, 'k') + ": x}}") ==  // YAML allows 1024 for a key
+        "config.yaml:1:17: node.labels: key is 300 bytes long; at most 255");
+    CHECK(error("node: {labels: {x: " + long_text + "}}") ==
+        "config.yaml:1:20: node.labels: value is 30000 bytes long; at most 255");
+}
+
+TEST_CASE("the longest string each field allows loads")
+{
+    // Every pattern runs over its longest input; the ASan build checks that
+    // the regex's recursion stays within the stack.
+    const std::string name(255, 'n');
+    const Config config = good("node: {id: " + name + ", domain: " + name + ", labels: {" + name + ": " + name +
+        "}}\nnats: {name: " + name + ", user: " + name + ", password_file: " + name + ", servers: [nats://" +
+        std::string(512 - 7, 'h') + "], tls: {ca_file: /" + std::string(4095, 'p') + "}}\nsubjects: {prefix: " + name +
+        "}\n");
+    CHECK(config.nats.servers.front().size() == 512);
+    CHECK(config.nats.tls.ca_file.size() == 4096);
+    std::string dotted;
+    while (dotted.size() < 255)
+        dotted += dotted.size() + 2 <= 255 ? "a." : "a";
+    CHECK(good("subjects: {prefix: " + dotted + "}").subjects.prefix.size() == 255);
+    std::string wide = "/";  // two bytes a character: the most bytes for the fewest characters
+    while (wide.size() + 2 <= 4096)
+        wide += "\xc3\xa9";
+    CHECK(good("nats: {tls: {ca_file: '" + wide + "'}}").nats.tls.ca_file == wide);
+}
+
 TEST_CASE("quoted numbers are strings, plain ones are not")
 {
     CHECK(error("nats: {reconnect: {buffer_bytes: '1024'}}").find("expected an integer") != std::string::npos);
