@@ -278,36 +278,80 @@ private:
     std::string file_;
 };
 
-// Where a second document starts, if any. yaml-cpp 0.7's LoadAll loops
-// forever on some malformed input (found by fuzzing) by reading endless
-// empty documents, so the documents are counted here, stopping at two.
-std::optional<YAML::Mark> second_document(std::string_view text)
+// Whether the quoted scalar whose opening quote is at `open` has its closing
+// quote: a backslash escapes the next character in double quotes, '' is a
+// quote in single quotes.
+bool has_closing_quote(std::string_view text, std::size_t open)
 {
-    class Counter final : public YAML::EventHandler {
+    const char quote = text[open];
+    for (std::size_t i = open + 1; i < text.size(); ++i) {
+        if (quote == '"' && text[i] == '\\')
+            ++i;
+        else if (quote == '\'' && text.substr(i, 2) == "''")
+            ++i;
+        else if (text[i] == quote)
+            return true;
+    }
+    return false;
+}
+
+// Where a scalar's own text starts: a Mark points at its anchor or tag when
+// it has them.
+std::size_t skip_properties(std::string_view text, std::size_t pos)
+{
+    while (pos < text.size() && (text[pos] == '&' || text[pos] == '!')) {
+        pos = std::min(text.find_first_of(" \t\r\n", pos), text.size());
+        pos = std::min(text.find_first_not_of(" \t\r\n", pos), text.size());
+    }
+    return pos;
+}
+
+// Reports what yaml-cpp 0.7 parses past without a word, in one pass over its
+// parse events:
+// - a second document. Its LoadAll loops forever on some malformed input
+//   (found by fuzzing) by reading endless empty documents, so documents are
+//   counted here, stopping at two.
+// - a quoted scalar without its closing quote, which yaml-cpp ends at the
+//   end of the file, swallowing every key after it.
+void report_what_yaml_cpp_misses(Loader& loader, std::string_view text)
+{
+    class Checker final : public YAML::EventHandler {
     public:
+        Checker(Loader& loader, std::string_view text) : loader_(loader), text_(text) { }
         int documents = 0;
-        YAML::Mark second;
         void OnDocumentStart(const YAML::Mark& mark) override
         {
             if (++documents == 2)
-                second = mark;
+                loader_.error(mark, "",
+                    "a second YAML document (or text YAML cannot read) starts here; a config is one YAML document");
+        }
+        void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override
+        {
+            // Mark.pos counts bytes from after a UTF-8 byte order mark.
+            const std::size_t bom = text_.starts_with("\xef\xbb\xbf") ? 3 : 0;
+            const std::size_t start = skip_properties(text_, bom + static_cast<std::size_t>(mark.pos));
+            if (start < text_.size() && (text_[start] == '"' || text_[start] == '\'') &&
+                !has_closing_quote(text_, start))
+                loader_.error(mark, "", "unterminated quoted string");
         }
         void OnDocumentEnd() override { }
         void OnNull(const YAML::Mark&, YAML::anchor_t) override { }
         void OnAlias(const YAML::Mark&, YAML::anchor_t) override { }
-        void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { }
         void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override
         {
         }
         void OnSequenceEnd() override { }
         void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { }
         void OnMapEnd() override { }
+
+    private:
+        Loader& loader_;
+        std::string_view text_;
     };
     std::istringstream stream{std::string(text)};
     YAML::Parser parser(stream);
-    Counter counter;
-    while (counter.documents < 2 && parser.HandleNextDocument(counter)) { }
-    return counter.documents < 2 ? std::nullopt : std::optional<YAML::Mark>(counter.second);
+    Checker checker(loader, text);
+    while (checker.documents < 2 && parser.HandleNextDocument(checker)) { }
 }
 
 void apply_defaults(Loader& loader, const Field& field, const std::string& path, Config& config)
@@ -401,15 +445,14 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
 
     YAML::Node document;
     try {
-        if (auto second = second_document(text)) {
-            loader.error(*second, "",
-                "a second YAML document (or text YAML cannot read) starts here; a config is "
-                "one YAML document");
+        report_what_yaml_cpp_misses(loader, text);
+        if (!loader.errors.empty())
             return {std::nullopt, std::move(loader.errors)};
-        }
         document = YAML::Load(std::string(text));
     } catch (const YAML::Exception& e) {
-        loader.error(e.mark, "", "YAML syntax error: " + e.msg);
+        // An unterminated quote found before the syntax error explains it.
+        if (loader.errors.empty())
+            loader.error(e.mark, "", "YAML syntax error: " + e.msg);
         return {std::nullopt, std::move(loader.errors)};
     }
 

@@ -41,6 +41,8 @@ CASES = [
     ("two auth methods", "nats: {token_file: t, credentials_file: c}\n", "only one authentication method may be set"),
     ("cert without key", "nats: {tls: {cert_file: /c.pem}}\n", "nats.tls.cert_file and nats.tls.key_file go together"),
     ("YAML syntax error", "nats: {servers: [nats://h:4222\n", "YAML syntax error"),
+    ("unterminated quote", "node:\n  domain: \"abc\n  id: x\nlog:\n  level: bogus\n",
+     ":2:11: unterminated quoted string"),
     ("tab indentation", "nats:\n\tname: x\n", "YAML syntax error"),
     ("duplicate key", "log: {level: info}\nlog: {level: debug}\n", ":2:1: log: duplicate key"),
     ("two documents", "log: {level: info}\n---\nlog: {level: debug}\n", ":2:1: a second YAML document (or text YAML cannot read) starts here"),

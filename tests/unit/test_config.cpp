@@ -205,6 +205,20 @@ TEST_CASE("file-level problems")
     CHECK(error(std::string(max_config_bytes + 1, '#')).find("at most 1048576") != std::string::npos);
 }
 
+TEST_CASE("a quoted string without its closing quote is an error, not the rest of the file")
+{
+    // yaml-cpp 0.7 ends such a string at the end of the file and reports nothing.
+    CHECK(error("node:\n  domain: \"abc\n  id: x\nlog:\n  level: bogus\n") ==
+        "config.yaml:2:11: unterminated quoted string");
+    CHECK(error("node: {domain: 'it''s}\n") == "config.yaml:1:16: unterminated quoted string");
+    CHECK(error("node:\n  domain: &d !!str \"abc\n") == "config.yaml:2:11: unterminated quoted string");
+    CHECK(error("\xef\xbb\xbfnode:\n  \"domain: x\n") == "config.yaml:2:3: unterminated quoted string");
+    CHECK(good("node: {domain: \"a \\\"b\\\" c\"}").node.domain == "a \"b\" c");
+    CHECK(good("node: {domain: 'it''s'}").node.domain == "it's");
+    CHECK(good("node: {domain: \"two\n  lines\"}").node.domain == "two lines");
+    CHECK(good("\xef\xbb\xbfnode: {domain: &d 'x', id: \"y\"}").node.id == "y");
+}
+
 TEST_CASE("duplicate keys are errors, not silently overwritten")
 {
     CHECK(
