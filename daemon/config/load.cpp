@@ -34,6 +34,22 @@ std::string Diagnostic::str() const
 
 namespace {
 
+// `text` with the user:password@ part of every URL in it replaced, so a
+// password written into a server URL is not echoed. Everything up to the last
+// '@' before white space goes: a password may hold '/' or '@' unencoded.
+std::string redact_user_info(std::string_view text)
+{
+    std::string out(text);
+    for (std::size_t scheme = out.find("://"); scheme != std::string::npos; scheme = out.find("://", scheme + 3)) {
+        const std::size_t start = scheme + 3;
+        const std::size_t end = std::min(out.find_first_of(" \t\r\n", start), out.size());
+        const std::size_t at = std::string_view(out).substr(start, end - start).rfind('@');
+        if (at != std::string::npos)
+            out.replace(start, at, "<redacted>");
+    }
+    return out;
+}
+
 std::string describe(const YAML::Node& node)
 {
     switch (node.Type()) {
@@ -44,8 +60,17 @@ std::string describe(const YAML::Node& node)
     case YAML::NodeType::Map:
         return "a mapping";
     default:
-        return util::quote(node.Scalar());
+        return util::quote(redact_user_info(node.Scalar()));
     }
+}
+
+// A secret path's value is never shown: it may be the secret itself,
+// written there by mistake.
+std::string describe(const Field& field, const YAML::Node& node)
+{
+    if (field.kind == Kind::secret_path && node.IsScalar())
+        return "something else (not shown: it may be the secret itself)";
+    return describe(node);
 }
 
 std::string join_path(const std::string& parent, const std::string& key)
@@ -169,7 +194,7 @@ private:
             return std::nullopt;
         };
         auto mismatch = [&](const YAML::Node& where) {
-            return fail(where, "expected " + expected(field) + ", got " + describe(where));
+            return fail(where, "expected " + expected(field) + ", got " + describe(field, where));
         };
         const bool plain = node.IsScalar() && node.Tag() != "!";  // quoted scalars are strings
 
@@ -261,7 +286,7 @@ private:
             if (auto problem = too_long(field, node.Scalar()))
                 return problem;
         if (!node.IsScalar() || !matches(field, node.Scalar()))
-            return "expected " + wanted + ", got " + describe(node);
+            return "expected " + wanted + ", got " + describe(field, node);
         return std::nullopt;
     }
 

@@ -85,6 +85,18 @@ def test_invalid_config_is_refused_with_a_clear_message(tmp_path, name, content,
     assert seconds < 1.0, f"took {seconds:.2f}s"
 
 
+@pytest.mark.parametrize("content,secret", [
+    ("nats: {token_file: 'tQ9/x+Secret=='}\n", "Secret"),
+    ("nats: {servers: ['nats://u:Sup3r@h:4222']}\n", "Sup3r"),
+], ids=["secret in a *_file key", "password in a server URL"])
+def test_errors_never_echo_a_secret(tmp_path, content, secret):
+    path = tmp_path / "config.yaml"
+    path.write_text(content)
+    result, _ = check(path)
+    assert result.returncode == 78
+    assert secret not in result.stderr
+
+
 def test_missing_file(tmp_path):
     result, _ = check(tmp_path / "absent.yaml")
     assert result.returncode == 78
