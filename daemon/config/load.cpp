@@ -1,7 +1,5 @@
 #include "config/load.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +15,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "config/schema.hpp"
+#include "util/file.hpp"
 #include "util/text.hpp"
 
 namespace cim::config {
@@ -489,38 +488,10 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
 
 LoadResult load_file(const std::string& path)
 {
-    auto fail = [&](std::string message) {
-        return LoadResult{std::nullopt, {Diagnostic{path, 0, 0, "", std::move(message)}}};
-    };
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return fail(std::string("cannot open: ") + std::strerror(errno));
-    std::string text;
-    struct stat st { };
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        close(fd);
-        return fail("is a directory, expected a YAML file");
-    }
-    // Read one byte past the limit so an oversized file (or endless FIFO) is
-    // refused without reading all of it.
-    char buffer[65536];
-    while (text.size() <= max_config_bytes) {
-        const ssize_t n = read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            const int err = errno;
-            close(fd);
-            return fail(std::string("cannot read: ") + std::strerror(err));
-        }
-        if (n == 0)
-            break;
-        text.append(buffer, static_cast<std::size_t>(n));
-    }
-    close(fd);
-    if (text.size() > max_config_bytes)
-        return fail("file is larger than " + std::to_string(max_config_bytes) + " bytes; not a config file");
-    return load_string(text, path);
+    auto file = util::read_regular_file(path, max_config_bytes);
+    if (!file.text)
+        return {std::nullopt, {Diagnostic{path, 0, 0, "", std::move(file.error)}}};
+    return load_string(*file.text, path);
 }
 
 }  // namespace cim::config

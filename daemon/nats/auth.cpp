@@ -3,12 +3,12 @@
 #include <openssl/evp.h>
 
 #include <array>
-#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
+
+#include "util/file.hpp"
 
 namespace cim::nats {
 
@@ -103,19 +103,12 @@ public:
     // The file's contents without the trailing newline editors add.
     std::string read(const std::string& key, const std::string& resolved)
     {
-        std::ifstream file(resolved, std::ios::binary);
-        if (!file) {
-            errors.push_back(key + ": cannot read " + resolved + ": " + std::strerror(errno));
+        auto file = util::read_regular_file(resolved, max_secret_bytes);
+        if (!file.text) {
+            errors.push_back(key + ": " + resolved + ": " + file.error);
             return {};
         }
-        std::string content(max_secret_bytes + 1, '\0');
-        file.read(content.data(), static_cast<std::streamsize>(content.size()));
-        content.resize(static_cast<std::size_t>(file.gcount()));
-        if (content.size() > max_secret_bytes) {
-            errors.push_back(key + ": " + resolved + " is larger than " + std::to_string(max_secret_bytes) +
-                " bytes; not a secret file");
-            return {};
-        }
+        std::string content = std::move(*file.text);
         while (!content.empty() && (content.back() == '\n' || content.back() == '\r'))
             content.pop_back();
         if (content.empty())

@@ -61,7 +61,7 @@ CASES = [
      "nats.servers: is 30007 bytes long; at most 512"),
     ("long secret path", "nats: {token_file: /" + "a" * 30000 + "}\n",
      "nats.token_file: is 30001 bytes long; at most 4096"),
-    ("10 MB file", "#" * (10 << 20), "is larger than 1048576 bytes; not a config file"),
+    ("10 MB file", "#" * (10 << 20), "is larger than 1048576 bytes"),
     ("deep nesting", "a: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1:"),
 ]
 
@@ -106,7 +106,7 @@ def test_missing_file(tmp_path):
 def test_directory_instead_of_file(tmp_path):
     result, _ = check(tmp_path)
     assert result.returncode == 78
-    assert "is a directory, expected a YAML file" in result.stderr
+    assert "is a directory, not a regular file" in result.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/setpriv"), reason="needs setpriv to drop root")
@@ -118,6 +118,22 @@ def test_unreadable_file(tmp_path):
     result, _ = check(path, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
     assert result.returncode == 78
     assert "cannot open: Permission denied" in result.stderr
+
+
+def test_fifo_instead_of_file_is_refused_at_once(tmp_path):
+    path = tmp_path / "config.yaml"
+    os.mkfifo(path)
+    result, seconds = check(path)
+    assert result.returncode == 78
+    assert result.stderr == f"{path}: is not a regular file\n"
+    assert seconds < 1.0
+
+
+def test_secret_fifo_is_refused_at_once(daemons, tmp_path):
+    os.mkfifo(tmp_path / "token")
+    leaf = daemons({"nats": {"token_file": str(tmp_path / "token")}, "dbus": {"bus": "none"}}).start()
+    assert leaf.wait(2) == 78
+    assert f"nats.token_file: {tmp_path}/token: is not a regular file" in leaf.output()
 
 
 def test_good_config_prints_nothing(tmp_path):
@@ -136,7 +152,7 @@ def test_start_with_bad_config_exits_78_and_logs_the_same_line(daemons):
 def test_start_with_missing_secret_exits_78(daemons, tmp_path):
     leaf = daemons({"nats": {"token_file": str(tmp_path / "nope")}, "dbus": {"bus": "none"}}).start()
     assert leaf.wait(2) == 78
-    assert f"nats.token_file: cannot read {tmp_path}/nope: No such file or directory" in leaf.output()
+    assert f"nats.token_file: {tmp_path}/nope: cannot open: No such file or directory" in leaf.output()
 
 
 def test_credential_name_without_credentials_directory_exits_78(daemons):

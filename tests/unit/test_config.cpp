@@ -1,5 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 
 #include "config/load.hpp"
@@ -247,5 +251,17 @@ TEST_CASE("load_file reports what is wrong with the file itself")
 {
     CHECK(load_file("/nonexistent/cim-leaf.yaml").errors.front().str() ==
         "/nonexistent/cim-leaf.yaml: cannot open: No such file or directory");
-    CHECK(load_file("/").errors.front().str() == "/: is a directory, expected a YAML file");
+    CHECK(load_file("/").errors.front().str() == "/: is a directory, not a regular file");
+    CHECK(load_file("/dev/null").errors.front().str() == "/dev/null: is not a regular file");
+}
+
+TEST_CASE("load_file refuses a FIFO instead of waiting for a writer forever")
+{
+    char directory[] = "/tmp/cim-leaf-test-XXXXXX";
+    REQUIRE(mkdtemp(directory));
+    const std::string fifo = std::string(directory) + "/config.yaml";
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK(load_file(fifo).errors.front().str() == fifo + ": is not a regular file");
+    unlink(fifo.c_str());
+    rmdir(directory);
 }
