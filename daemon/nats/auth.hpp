@@ -26,7 +26,7 @@ struct Auth {
 
 struct AuthResult {
     std::optional<Auth> auth;
-    std::vector<std::string> errors;  // "nats.token_file: cannot read ...": key path first
+    std::vector<std::string> errors;  // "nats.token_file: /run/t: cannot open: ...": key path first
 };
 
 // Relative secret paths are systemd credential names: they resolve against

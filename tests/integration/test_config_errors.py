@@ -161,6 +161,16 @@ def test_credential_name_without_credentials_directory_exits_78(daemons):
     assert "$CREDENTIALS_DIRECTORY is not set" in leaf.output()
 
 
+def test_errors_about_a_credential_do_not_name_it(daemons, tmp_path):
+    """A credential name may be the secret itself, written there by mistake."""
+    leaf = daemons({"nats": {"user": "leaf", "password_file": "Sup3rS3cret"}, "dbus": {"bus": "none"}},
+                   env={"CREDENTIALS_DIRECTORY": str(tmp_path)}).start()
+    assert leaf.wait(2) == 78
+    assert ("nats.password_file: its credential in $CREDENTIALS_DIRECTORY: cannot open: No such file or directory"
+            in leaf.output())
+    assert "Sup3rS3cret" not in leaf.output()
+
+
 def test_credential_name_resolves_in_credentials_directory(daemons, nats_server, tmp_path, notify):
     (tmp_path / "creds").mkdir()
     (tmp_path / "creds" / "nats-token").write_text("s3cret\n")
