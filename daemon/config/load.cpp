@@ -286,6 +286,23 @@ private:
                 return problem;
         if (!node.IsScalar() || !matches(field, node.Scalar()))
             return "expected " + wanted + ", got " + describe(field, node);
+        if (field.kind == Kind::secret_path)
+            return credential_name_problem(node.Scalar());
+        return std::nullopt;
+    }
+
+    // A relative secret path is one file name in $CREDENTIALS_DIRECTORY.
+    // Checked here, not in the pattern: Nix's strMatching has no lookahead.
+    static std::optional<std::string> credential_name_problem(const std::string& text)
+    {
+        constexpr std::size_t name_max = 255;  // NAME_MAX
+        if (text.front() == '/')
+            return std::nullopt;
+        if (text == "." || text == "..")
+            return std::string("is . or .., a directory, not a credential name");
+        if (text.size() > name_max)
+            return "is a credential name of " + std::to_string(text.size()) + " bytes; a file name has at most " +
+                std::to_string(name_max);
         return std::nullopt;
     }
 

@@ -144,6 +144,19 @@ TEST_CASE("secret paths are absolute or credential names, never relative paths")
         "something else (not shown: it may be the secret itself)");
 }
 
+TEST_CASE("a credential name is one file name: not . or .., at most 255 bytes")
+{
+    CHECK(error("nats: {token_file: ..}") ==
+        "config.yaml:1:20: nats.token_file: is . or .., a directory, not a "
+        "credential name");
+    CHECK(error("nats: {tls: {ca_file: .}}").find("is . or .., a directory") != std::string::npos);
+    CHECK(good("nats: {token_file: ...}").nats.token_file == "...");
+    CHECK(good("nats: {token_file: " + std::string(255, 'n') + "}").nats.token_file.size() == 255);
+    CHECK(error("nats: {token_file: " + std::string(256, 'n') + "}") ==
+        "config.yaml:1:20: nats.token_file: is a credential name of 256 bytes; a file name has at most 255");
+    CHECK(good("nats: {token_file: /" + std::string(300, 'n') + "}").nats.token_file.size() == 301);
+}
+
 TEST_CASE("errors never echo a secret")
 {
     // The secret itself, written where its file belongs.
