@@ -31,6 +31,13 @@ std::string Diagnostic::str() const
     return out + message;
 }
 
+Diagnostic diagnostic_at(const Origin& origin, std::string key, std::string message)
+{
+    const auto place = origin.keys.find(key);
+    const Origin::Place where = place == origin.keys.end() ? Origin::Place{} : place->second;
+    return {origin.file, where.line, where.column, std::move(key), std::move(message)};
+}
+
 namespace {
 
 // `text` with the user:password@ part of every URL in it replaced, so a
@@ -136,6 +143,16 @@ public:
     void file_error(std::string key, std::string message)
     {
         errors.push_back({file_, 0, 0, std::move(key), std::move(message)});
+    }
+
+    // Where the keys under `prefix` were written.
+    Origin origin(const std::string& prefix) const
+    {
+        Origin out{file_, {}};
+        for (const auto& [key, mark] : marks)
+            if (key.starts_with(prefix))
+                out.keys[key] = {mark.line + 1, mark.column + 1};
+        return out;
     }
 
     // Reads the mapping `node` against the object `field` into `config`.
@@ -465,6 +482,7 @@ LoadResult finish(Loader& loader, Config&& config)
     }
     if (!loader.errors.empty())
         return {std::nullopt, std::move(loader.errors)};
+    config.nats.origin = loader.origin("nats.");
     return {std::move(config), {}};
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "config/load.hpp"
 #include "util/file.hpp"
 
 namespace cim::nats {
@@ -82,9 +83,14 @@ struct SecretFile {
 
 class Resolver {
 public:
+    explicit Resolver(const config::Origin& origin) : origin_(origin) { }
+
     std::vector<std::string> errors;
 
-    void error(const std::string& key, const std::string& message) { errors.push_back(key + ": " + message); }
+    void error(const std::string& key, std::string message)
+    {
+        errors.push_back(config::diagnostic_at(origin_, key, std::move(message)).str());
+    }
 
     // An absolute path stays; a credential name resolves in $CREDENTIALS_DIRECTORY.
     SecretFile locate(const std::string& key, const std::string& written)
@@ -131,6 +137,9 @@ public:
         const SecretFile file = locate(key, written);
         return file.path.empty() ? std::string() : read(key, file);
     }
+
+private:
+    const config::Origin& origin_;
 };
 
 }  // namespace
@@ -167,7 +176,7 @@ std::optional<std::string> nkey_public_from_seed(const std::string& seed)
 
 AuthResult resolve_auth(const config::NatsConfig& nats)
 {
-    Resolver resolver;
+    Resolver resolver(nats.origin);
     Auth auth;
     auth.credentials_file = resolver.readable("nats.credentials_file", nats.credentials_file);
     auth.user = nats.user;

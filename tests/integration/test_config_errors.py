@@ -2,6 +2,7 @@
 where, exit 78 (EX_CONFIG) within a second, no crash, for --check-config and
 for a real start alike."""
 import os
+import signal
 import subprocess
 import time
 
@@ -155,7 +156,19 @@ def test_start_with_bad_config_exits_78_and_logs_the_same_line(daemons):
 def test_start_with_missing_secret_exits_78(daemons, tmp_path):
     leaf = daemons({"nats": {"token_file": str(tmp_path / "nope")}, "dbus": {"bus": "none"}}).start()
     assert leaf.wait(2) == 78
-    assert f"nats.token_file: {tmp_path}/nope: cannot open: No such file or directory" in leaf.output()
+    # The key's place in the file, as for every other config error (yaml.safe_dump sorts the keys).
+    assert (f"{leaf.config_path}:4:3: nats.token_file: {tmp_path}/nope: cannot open: No such file or directory"
+            in leaf.output())
+
+
+def test_reload_with_missing_secret_names_the_file_and_key(daemons, notify, tmp_path):
+    config = {"dbus": {"bus": "none"}, "systemd": {"ready_on": "started"}}
+    leaf = daemons(config, notify=notify).start()
+    notify.wait_for("READY", "1", timeout=10)
+    leaf.write_config({**config, "nats": {"token_file": str(tmp_path / "nope")}})
+    leaf.signal(signal.SIGHUP)
+    leaf.wait_for_log(f"reload rejected: {leaf.config_path}:4:3: nats.token_file: {tmp_path}/nope: cannot open")
+    assert leaf.stop() == 0
 
 
 def test_credential_name_without_credentials_directory_exits_78(daemons):
