@@ -175,10 +175,14 @@ TEST_CASE("errors never echo a secret")
 
 TEST_CASE("server URLs: nats:// or tls://, host and port, no user info")
 {
-    for (const char* url : {"nats://127.0.0.1:4222", "tls://hub.example.org:4443", "nats://[::1]:4222", "nats://h"})
+    for (const char* url : {"nats://127.0.0.1:4222", "tls://hub.example.org:4443", "nats://[::1]:4222", "nats://h",
+             "tls://[::1]", "nats://h:1", "nats://h:9999", "nats://h:10000", "nats://h:59999", "nats://h:64999",
+             "nats://h:65499", "nats://h:65529", "nats://h:65535"})
         CHECK_MESSAGE(load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
-    for (const char* url :
-        {"http://h:4222", "nats://user:pass@h:4222", "h:4222", "nats://", "nats://h:4222/x", "nats://h h"})
+    for (const char* url : {"http://h:4222", "nats://user:pass@h:4222", "h:4222", "nats://", "nats://h:4222/x",
+             "nats://h h", "nats://h:", "nats://h:0", "nats://h:04222", "nats://h:65536", "nats://h:65540",
+             "nats://h:66000", "nats://h:70000", "nats://a:99999", "nats://h:123456", "nats://[::1", "nats://::1]",
+             "nats://[::1[", "nats://[::1\\]"})
         CHECK_MESSAGE(!load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
 }
 

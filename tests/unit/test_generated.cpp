@@ -64,5 +64,7 @@ TEST_CASE("every pattern is valid POSIX ERE too, as Nix's builtins.match reads i
     const std::regex servers(schema().fields[1].fields[0].pattern, std::regex::extended);
     CHECK(std::regex_match("nats://[::1]:4222", servers));
     CHECK(std::regex_match("tls://hub.example:4443", servers));
+    CHECK(std::regex_match("tls://hub.example:65535", servers));
     CHECK_FALSE(std::regex_match("http://hub:4222", servers));
+    CHECK_FALSE(std::regex_match("nats://hub:65536", servers));
 }
