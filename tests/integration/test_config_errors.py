@@ -31,6 +31,8 @@ CASES = [
     ("zero interval", "heartbeat: {interval: 0s}\n", 'heartbeat.interval: must be at least 100ms, got "0s"'),
     ("negative interval", "heartbeat: {interval: -5s}\n", 'heartbeat.interval: expected a duration like 500ms or 5s, got "-5s"'),
     ("word for a duration", "nats:\n  reconnect:\n    wait: soon\n", ':3:11: nats.reconnect.wait: expected a duration like 500ms or 5s, got "soon"'),
+    ("huge duration", "heartbeat: {interval: 99999999999999999999999h}\n",
+     'heartbeat.interval: must be at most 1h, got "99999999999999999999999h"'),
     ("number for a duration", "heartbeat: {interval: 5}\n", 'heartbeat.interval: expected a duration like 500ms or 5s, got "5"'),
     ("buffer out of range", "nats: {reconnect: {buffer_bytes: 99999999999}}\n", "nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824"),
     ("bad enum", "dbus: {bus: user}\n", 'dbus.bus: expected one of system, session, none, got "user"'),

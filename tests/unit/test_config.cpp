@@ -124,6 +124,12 @@ TEST_CASE("ranges are checked with the limits in the message")
         R"(config.yaml:1:34: nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824, got "-1")");
 }
 
+TEST_CASE("a duration too long to count is too long, not no duration")
+{
+    CHECK(error("heartbeat: {interval: 99999999999999999999999h}") ==
+        R"(config.yaml:1:23: heartbeat.interval: must be at most 1h, got "99999999999999999999999h")");
+}
+
 TEST_CASE("combinations of keys that do not go together")
 {
     CHECK(error("nats: {user: u}") == "config.yaml:1:8: nats.user: needs nats.password_file");
