@@ -99,6 +99,15 @@ std::string closest(const std::string& key, const std::vector<Field>& fields)
     return best;
 }
 
+// yaml-cpp 0.7 does not expand YAML merge keys (<<: *anchor); it reads "<<"
+// as an ordinary key.
+bool is_merge_key(const YAML::Node& key)
+{
+    return key.IsScalar() && key.Tag() == "?" && key.Scalar() == "<<";
+}
+
+constexpr const char* merge_key_unsupported = "YAML merge keys (<<) are not supported; write the keys out";
+
 std::string expected(const Field& field)
 {
     switch (field.kind) {
@@ -167,6 +176,10 @@ public:
         std::set<std::string> seen;
         for (const auto& entry : node) {
             const YAML::Node& key_node = entry.first;
+            if (is_merge_key(key_node)) {
+                error(key_node.Mark(), path, merge_key_unsupported);
+                continue;
+            }
             if (!key_node.IsScalar()) {
                 error(key_node.Mark(), path, "expected a key name, got " + describe(key_node));
                 continue;
@@ -266,6 +279,8 @@ private:
                 return mismatch(node);
             std::map<std::string, std::string> map;
             for (const auto& entry : node) {
+                if (is_merge_key(entry.first))
+                    return fail(entry.first, merge_key_unsupported);
                 if (!entry.first.IsScalar() || !entry.second.IsScalar())
                     return fail(entry.second.IsScalar() ? entry.first : entry.second,
                         "expected " + expected(field) + ", got " +

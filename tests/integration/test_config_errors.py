@@ -18,6 +18,8 @@ ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 CASES = [
     ("unknown key", "nodes:\n  id: a\n", ":1:1: nodes: unknown key (did you mean node?)"),
     ("unknown nested key", "nats:\n  reconect: {wait: 1s}\n", ":2:3: nats.reconect: unknown key (did you mean reconnect?)"),
+    ("merge key", "log: &b {level: info}\nnode:\n  <<: *b\n",
+     ":3:3: node: YAML merge keys (<<) are not supported; write the keys out"),
     ("string for a section", "nats: nats://x\n", ':1:7: nats: expected a mapping, got "nats://x"'),
     ("list for a string", "node:\n  id: [a]\n", ":2:7: node.id: expected NATS token characters"),
     ("bad node id", "node: {id: leaf.01}\n", 'node.id: expected NATS token characters (letters, digits, \'_\' and \'-\'), got "leaf.01"'),

@@ -263,6 +263,15 @@ TEST_CASE("a quoted string without its closing quote is an error, not the rest o
     CHECK(good("\xef\xbb\xbfnode: {domain: &d 'x', id: \"y\"}").node.id == "y");
 }
 
+TEST_CASE("YAML merge keys are refused as such, not as an unknown key")
+{
+    CHECK(error("log: &b {level: info}\nnode:\n  <<: *b\n") ==
+        "config.yaml:3:3: node: YAML merge keys (<<) are not supported; write the keys out");
+    CHECK(error("node: {labels: {<<: {rack: r1}}}\n") ==
+        "config.yaml:1:17: node.labels: YAML merge keys (<<) are not supported; write the keys out");
+    CHECK(good("node: {labels: {'<<': quoted}}").node.labels.at("<<") == "quoted");  // a quoted key is a key
+}
+
 TEST_CASE("duplicate keys are errors, not silently overwritten")
 {
     CHECK(
