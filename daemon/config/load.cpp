@@ -108,13 +108,18 @@ bool is_merge_key(const YAML::Node& key)
 
 constexpr const char* merge_key_unsupported = "YAML merge keys (<<) are not supported; write the keys out";
 
+// What one string of `field` (its value, or an item of its list) must be.
+std::string expected_string(const Field& field)
+{
+    return field.pattern_hint.empty() ? "a string" : field.pattern_hint;
+}
+
 std::string expected(const Field& field)
 {
     switch (field.kind) {
     case Kind::string:
-        return field.pattern_hint.empty() ? "a string" : field.pattern_hint;
     case Kind::secret_path:
-        return field.pattern_hint;
+        return expected_string(field);
     case Kind::boolean:
         return "true or false";
     case Kind::integer:
@@ -128,7 +133,7 @@ std::string expected(const Field& field)
         return "one of " + list;
     }
     case Kind::string_list:
-        return "a list of " + (field.pattern_hint.empty() ? std::string("strings") : field.pattern_hint + "s");
+        return "a list, each item " + expected_string(field);
     case Kind::string_map:
         return "a mapping of strings to strings";
     case Kind::object:
@@ -265,7 +270,7 @@ private:
                 return mismatch(node);
             std::vector<std::string> items;
             for (const auto& item : node) {
-                if (auto problem = string_problem(field, item, field.pattern_hint))
+                if (auto problem = string_problem(field, item, expected_string(field)))
                     return fail(item, *problem);
                 items.push_back(item.Scalar());
             }

@@ -29,7 +29,10 @@ CASES = [
     ("empty server list", "nats: {servers: []}\n", "nats.servers: must list at least 1 item"),
     ("bad URL scheme", "nats: {servers: ['http://h:4222']}\n", 'nats.servers: expected a URL like nats://host:4222 or tls://host:4222 (no user or password in it), got "http://h:4222"'),
     ("password in URL", "nats: {servers: ['nats://u:p@h:4222']}\n", "nats.servers: expected a URL like"),
-    ("servers not a list", "nats: {servers: nats://h:4222}\n", "nats.servers: expected a list of"),
+    ("servers not a list", "nats: {servers: nats://h:4222}\n", "nats.servers: expected a list, each item a URL like"),
+    ("servers null", "nats: {servers: ~}\n",
+     "nats.servers: expected a list, each item a URL like nats://host:4222 or tls://host:4222 (no user or password "
+     "in it), got null"),
     ("zero interval", "heartbeat: {interval: 0s}\n", 'heartbeat.interval: must be at least 100ms, got "0s"'),
     ("negative interval", "heartbeat: {interval: -5s}\n", 'heartbeat.interval: expected a duration like 500ms or 5s, got "-5s"'),
     ("word for a duration", "nats:\n  reconnect:\n    wait: soon\n", ':3:11: nats.reconnect.wait: expected a duration like 500ms or 5s, got "soon"'),

@@ -124,6 +124,13 @@ TEST_CASE("ranges are checked with the limits in the message")
         R"(config.yaml:1:34: nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824, got "-1")");
 }
 
+TEST_CASE("a list that is not one says what each item must be")
+{
+    CHECK(error("nats: {servers: ~}") ==
+        "config.yaml:1:17: nats.servers: expected a list, each item a URL like nats://host:4222 or "
+        "tls://host:4222 (no user or password in it), got null");
+}
+
 TEST_CASE("a duration too long to count is too long, not no duration")
 {
     CHECK(error("heartbeat: {interval: 99999999999999999999999h}") ==
