@@ -43,7 +43,7 @@ int run(const cli::Run& options)
         return cli::exit_config;
     auto auth = nats::resolve_auth(config->nats);
     for (const auto& error : auth.errors)
-        spdlog::error("{}: {}", options.config_path, error);
+        spdlog::error("{}", error);
     if (!auth.auth)
         return cli::exit_config;
 

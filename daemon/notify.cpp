@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "util/text.hpp"
+
 namespace cim {
 
 namespace notify_message {
@@ -14,10 +16,12 @@ namespace notify_message {
 namespace {
 
 // STATUS= ends at the newline, so one may not appear inside it.
+// systemd ignores a STATUS= that is not UTF-8, and the text may carry a
+// server's words or a path.
 std::string status_line(std::string_view status)
 {
     std::string line = "STATUS=";
-    for (char c : status)
+    for (char c : util::to_valid_utf8(status))
         line += c == '\n' ? ' ' : c;
     return line;
 }

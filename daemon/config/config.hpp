@@ -24,7 +24,7 @@ struct NodeConfig {
 };
 
 // Secret and certificate paths as written: absolute, or a credential name
-// that resolves against $CREDENTIALS_DIRECTORY (secrets.hpp). Empty: unused.
+// that resolves against $CREDENTIALS_DIRECTORY (nats/auth.hpp). Empty: unused.
 struct TlsConfig {
     std::string ca_file;
     std::string cert_file;
@@ -39,6 +39,19 @@ struct ReconnectConfig {
     bool operator==(const ReconnectConfig&) const = default;
 };
 
+// Where keys were written in the config file, so that problems found after
+// loading (a secret file that cannot be read) point at the key, as loading
+// errors do. Not a setting: configurations never differ by it.
+struct Origin {
+    struct Place {
+        int line = 0;  // 1-based
+        int column = 0;
+    };
+    std::string file;
+    std::map<std::string, Place> keys;  // dotted key path -> where it stands
+    bool operator==(const Origin&) const { return true; }
+};
+
 struct NatsConfig {
     std::vector<std::string> servers;
     std::string name;
@@ -49,6 +62,7 @@ struct NatsConfig {
     std::string nkey_seed_file;
     TlsConfig tls;
     ReconnectConfig reconnect;
+    Origin origin;  // of the nats.* keys
     bool operator==(const NatsConfig&) const = default;
 };
 

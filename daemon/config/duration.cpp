@@ -28,16 +28,14 @@ std::optional<Duration> parse_duration(std::string_view text)
         return std::nullopt;
 
     std::uint64_t number = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + digits, number);
-    if (ec != std::errc{} || end != text.data() + digits)
-        return std::nullopt;
-
+    // Only digits are given, so the one possible error is a number too large.
+    const bool huge = std::from_chars(text.data(), text.data() + digits, number).ec != std::errc{};
     const std::string_view suffix = text.substr(digits);
     for (const Unit& unit : units) {
         if (suffix != unit.suffix)
             continue;
-        if (number > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / unit.ms))
-            return std::nullopt;
+        if (huge || number > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / unit.ms))
+            return Duration::max();
         return Duration{static_cast<std::int64_t>(number) * unit.ms};
     }
     return std::nullopt;

@@ -10,7 +10,9 @@ namespace cim::config {
 using Duration = std::chrono::milliseconds;
 
 // "500ms", "5s", "2m", "1h": one unsigned number and one unit, as operators
-// write them in YAML and Nix. Returns nullopt for anything else.
+// write them in YAML and Nix. Returns nullopt for anything else. A number
+// too large to count in milliseconds reads as Duration::max(), so that a
+// range check calls it too long rather than no duration at all.
 std::optional<Duration> parse_duration(std::string_view text);
 
 // The shortest exact spelling of `d` in the same grammar ("1500ms", "5s").

@@ -38,6 +38,7 @@ nlohmann::json json_schema_of(const Field& field)
     case Kind::string:
     case Kind::secret_path:
         out["type"] = "string";
+        out["maxLength"] = field.max_length;
         if (!field.pattern.empty())
             out["pattern"] = field.pattern;
         break;
@@ -59,12 +60,13 @@ nlohmann::json json_schema_of(const Field& field)
         break;
     case Kind::string_list:
         out["type"] = "array";
-        out["items"] = {{"type", "string"}, {"pattern", field.pattern}};
+        out["items"] = {{"type", "string"}, {"maxLength", field.max_length}, {"pattern", field.pattern}};
         out["minItems"] = field.minimum;
         break;
     case Kind::string_map:
         out["type"] = "object";
-        out["additionalProperties"] = {{"type", "string"}};
+        out["propertyNames"] = {{"maxLength", field.max_length}};
+        out["additionalProperties"] = {{"type", "string"}, {"maxLength", field.max_length}};
         break;
     }
     if (field.default_value.is_null())

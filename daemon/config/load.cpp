@@ -1,7 +1,5 @@
 #include "config/load.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +15,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "config/schema.hpp"
+#include "util/file.hpp"
 #include "util/text.hpp"
 
 namespace cim::config {
@@ -32,7 +31,30 @@ std::string Diagnostic::str() const
     return out + message;
 }
 
+Diagnostic diagnostic_at(const Origin& origin, std::string key, std::string message)
+{
+    const auto place = origin.keys.find(key);
+    const Origin::Place where = place == origin.keys.end() ? Origin::Place{} : place->second;
+    return {origin.file, where.line, where.column, std::move(key), std::move(message)};
+}
+
 namespace {
+
+// `text` with the user:password@ part of every URL in it replaced, so a
+// password written into a server URL is not echoed. Everything up to the last
+// '@' before white space goes: a password may hold '/' or '@' unencoded.
+std::string redact_user_info(std::string_view text)
+{
+    std::string out(text);
+    for (std::size_t scheme = out.find("://"); scheme != std::string::npos; scheme = out.find("://", scheme + 3)) {
+        const std::size_t start = scheme + 3;
+        const std::size_t end = std::min(out.find_first_of(" \t\r\n", start), out.size());
+        const std::size_t at = std::string_view(out).substr(start, end - start).rfind('@');
+        if (at != std::string::npos)
+            out.replace(start, at, "<redacted>");
+    }
+    return out;
+}
 
 std::string describe(const YAML::Node& node)
 {
@@ -44,8 +66,17 @@ std::string describe(const YAML::Node& node)
     case YAML::NodeType::Map:
         return "a mapping";
     default:
-        return util::quote(node.Scalar());
+        return util::quote(redact_user_info(node.Scalar()));
     }
+}
+
+// A secret path's value is never shown: it may be the secret itself,
+// written there by mistake.
+std::string describe(const Field& field, const YAML::Node& node)
+{
+    if (field.kind == Kind::secret_path && node.IsScalar())
+        return "something else (not shown: it may be the secret itself)";
+    return describe(node);
 }
 
 std::string join_path(const std::string& parent, const std::string& key)
@@ -68,13 +99,27 @@ std::string closest(const std::string& key, const std::vector<Field>& fields)
     return best;
 }
 
+// yaml-cpp 0.7 does not expand YAML merge keys (<<: *anchor); it reads "<<"
+// as an ordinary key.
+bool is_merge_key(const YAML::Node& key)
+{
+    return key.IsScalar() && key.Tag() == "?" && key.Scalar() == "<<";
+}
+
+constexpr const char* merge_key_unsupported = "YAML merge keys (<<) are not supported; write the keys out";
+
+// What one string of `field` (its value, or an item of its list) must be.
+std::string expected_string(const Field& field)
+{
+    return field.pattern_hint.empty() ? "a string" : field.pattern_hint;
+}
+
 std::string expected(const Field& field)
 {
     switch (field.kind) {
     case Kind::string:
-        return field.pattern_hint.empty() ? "a string" : field.pattern_hint;
     case Kind::secret_path:
-        return field.pattern_hint;
+        return expected_string(field);
     case Kind::boolean:
         return "true or false";
     case Kind::integer:
@@ -88,7 +133,7 @@ std::string expected(const Field& field)
         return "one of " + list;
     }
     case Kind::string_list:
-        return "a list of " + (field.pattern_hint.empty() ? std::string("strings") : field.pattern_hint + "s");
+        return "a list, each item " + expected_string(field);
     case Kind::string_map:
         return "a mapping of strings to strings";
     case Kind::object:
@@ -114,6 +159,16 @@ public:
         errors.push_back({file_, 0, 0, std::move(key), std::move(message)});
     }
 
+    // Where the keys under `prefix` were written.
+    Origin origin(const std::string& prefix) const
+    {
+        Origin out{file_, {}};
+        for (const auto& [key, mark] : marks)
+            if (key.starts_with(prefix))
+                out.keys[key] = {mark.line + 1, mark.column + 1};
+        return out;
+    }
+
     // Reads the mapping `node` against the object `field` into `config`.
     void object(const Field& field, const YAML::Node& node, const std::string& path, Config& config)
     {
@@ -126,6 +181,10 @@ public:
         std::set<std::string> seen;
         for (const auto& entry : node) {
             const YAML::Node& key_node = entry.first;
+            if (is_merge_key(key_node)) {
+                error(key_node.Mark(), path, merge_key_unsupported);
+                continue;
+            }
             if (!key_node.IsScalar()) {
                 error(key_node.Mark(), path, "expected a key name, got " + describe(key_node));
                 continue;
@@ -169,15 +228,15 @@ private:
             return std::nullopt;
         };
         auto mismatch = [&](const YAML::Node& where) {
-            return fail(where, "expected " + expected(field) + ", got " + describe(where));
+            return fail(where, "expected " + expected(field) + ", got " + describe(field, where));
         };
         const bool plain = node.IsScalar() && node.Tag() != "!";  // quoted scalars are strings
 
         switch (field.kind) {
         case Kind::string:
         case Kind::secret_path:
-            if (!node.IsScalar() || !matches(field, node.Scalar()))
-                return mismatch(node);
+            if (auto problem = string_problem(field, node, expected(field)))
+                return fail(node, *problem);
             return Value{node.Scalar()};
         case Kind::boolean:
             if (plain && (node.Scalar() == "true" || node.Scalar() == "false"))
@@ -211,8 +270,8 @@ private:
                 return mismatch(node);
             std::vector<std::string> items;
             for (const auto& item : node) {
-                if (!item.IsScalar() || !matches(field, item.Scalar()))
-                    return fail(item, "expected " + field.pattern_hint + ", got " + describe(item));
+                if (auto problem = string_problem(field, item, expected_string(field)))
+                    return fail(item, *problem);
                 items.push_back(item.Scalar());
             }
             if (static_cast<std::int64_t>(items.size()) < field.minimum)
@@ -225,10 +284,16 @@ private:
                 return mismatch(node);
             std::map<std::string, std::string> map;
             for (const auto& entry : node) {
+                if (is_merge_key(entry.first))
+                    return fail(entry.first, merge_key_unsupported);
                 if (!entry.first.IsScalar() || !entry.second.IsScalar())
                     return fail(entry.second.IsScalar() ? entry.first : entry.second,
                         "expected " + expected(field) + ", got " +
                             describe(entry.second.IsScalar() ? entry.first : entry.second));
+                if (auto problem = too_long(field, entry.first.Scalar()))
+                    return fail(entry.first, "key " + *problem);
+                if (auto problem = too_long(field, entry.second.Scalar()))
+                    return fail(entry.second, "value " + *problem);
                 if (!map.emplace(entry.first.Scalar(), entry.second.Scalar()).second)
                     return fail(entry.first, "duplicate key " + util::quote(entry.first.Scalar()));
             }
@@ -237,6 +302,44 @@ private:
         case Kind::object:
             break;
         }
+        return std::nullopt;
+    }
+
+    static std::optional<std::string> too_long(const Field& field, const std::string& text)
+    {
+        if (text.size() <= field.max_length)
+            return std::nullopt;
+        return "is " + std::to_string(text.size()) + " bytes long; at most " + std::to_string(field.max_length);
+    }
+
+    // Why `node` is not one string of `field` (its value, or an item of its
+    // list, described as `wanted`), or nullopt. The length goes first:
+    // libstdc++'s regex recurses once per byte and overflows the stack.
+    static std::optional<std::string> string_problem(
+        const Field& field, const YAML::Node& node, const std::string& wanted)
+    {
+        if (node.IsScalar())
+            if (auto problem = too_long(field, node.Scalar()))
+                return problem;
+        if (!node.IsScalar() || !matches(field, node.Scalar()))
+            return "expected " + wanted + ", got " + describe(field, node);
+        if (field.kind == Kind::secret_path)
+            return credential_name_problem(node.Scalar());
+        return std::nullopt;
+    }
+
+    // A relative secret path is one file name in $CREDENTIALS_DIRECTORY.
+    // Checked here, not in the pattern: Nix's strMatching has no lookahead.
+    static std::optional<std::string> credential_name_problem(const std::string& text)
+    {
+        constexpr std::size_t name_max = 255;  // NAME_MAX
+        if (text.front() == '/')
+            return std::nullopt;
+        if (text == "." || text == "..")
+            return std::string("is . or .., a directory, not a credential name");
+        if (text.size() > name_max)
+            return "is a credential name of " + std::to_string(text.size()) + " bytes; a file name has at most " +
+                std::to_string(name_max);
         return std::nullopt;
     }
 
@@ -253,36 +356,80 @@ private:
     std::string file_;
 };
 
-// Where a second document starts, if any. yaml-cpp 0.7's LoadAll loops
-// forever on some malformed input (found by fuzzing) by reading endless
-// empty documents, so the documents are counted here, stopping at two.
-std::optional<YAML::Mark> second_document(std::string_view text)
+// Whether the quoted scalar whose opening quote is at `open` has its closing
+// quote: a backslash escapes the next character in double quotes, '' is a
+// quote in single quotes.
+bool has_closing_quote(std::string_view text, std::size_t open)
 {
-    class Counter final : public YAML::EventHandler {
+    const char quote = text[open];
+    for (std::size_t i = open + 1; i < text.size(); ++i) {
+        if (quote == '"' && text[i] == '\\')
+            ++i;
+        else if (quote == '\'' && text.substr(i, 2) == "''")
+            ++i;
+        else if (text[i] == quote)
+            return true;
+    }
+    return false;
+}
+
+// Where a scalar's own text starts: a Mark points at its anchor or tag when
+// it has them.
+std::size_t skip_properties(std::string_view text, std::size_t pos)
+{
+    while (pos < text.size() && (text[pos] == '&' || text[pos] == '!')) {
+        pos = std::min(text.find_first_of(" \t\r\n", pos), text.size());
+        pos = std::min(text.find_first_not_of(" \t\r\n", pos), text.size());
+    }
+    return pos;
+}
+
+// Reports what yaml-cpp 0.7 parses past without a word, in one pass over its
+// parse events:
+// - a second document. Its LoadAll loops forever on some malformed input
+//   (found by fuzzing) by reading endless empty documents, so documents are
+//   counted here, stopping at two.
+// - a quoted scalar without its closing quote, which yaml-cpp ends at the
+//   end of the file, swallowing every key after it.
+void report_what_yaml_cpp_misses(Loader& loader, std::string_view text)
+{
+    class Checker final : public YAML::EventHandler {
     public:
+        Checker(Loader& loader, std::string_view text) : loader_(loader), text_(text) { }
         int documents = 0;
-        YAML::Mark second;
         void OnDocumentStart(const YAML::Mark& mark) override
         {
             if (++documents == 2)
-                second = mark;
+                loader_.error(mark, "",
+                    "a second YAML document (or text YAML cannot read) starts here; a config is one YAML document");
+        }
+        void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override
+        {
+            // Mark.pos counts bytes from after a UTF-8 byte order mark.
+            const std::size_t bom = text_.starts_with("\xef\xbb\xbf") ? 3 : 0;
+            const std::size_t start = skip_properties(text_, bom + static_cast<std::size_t>(mark.pos));
+            if (start < text_.size() && (text_[start] == '"' || text_[start] == '\'') &&
+                !has_closing_quote(text_, start))
+                loader_.error(mark, "", "unterminated quoted string");
         }
         void OnDocumentEnd() override { }
         void OnNull(const YAML::Mark&, YAML::anchor_t) override { }
         void OnAlias(const YAML::Mark&, YAML::anchor_t) override { }
-        void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { }
         void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override
         {
         }
         void OnSequenceEnd() override { }
         void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { }
         void OnMapEnd() override { }
+
+    private:
+        Loader& loader_;
+        std::string_view text_;
     };
     std::istringstream stream{std::string(text)};
     YAML::Parser parser(stream);
-    Counter counter;
-    while (counter.documents < 2 && parser.HandleNextDocument(counter)) { }
-    return counter.documents < 2 ? std::nullopt : std::optional<YAML::Mark>(counter.second);
+    Checker checker(loader, text);
+    while (checker.documents < 2 && parser.HandleNextDocument(checker)) { }
 }
 
 void apply_defaults(Loader& loader, const Field& field, const std::string& path, Config& config)
@@ -355,6 +502,7 @@ LoadResult finish(Loader& loader, Config&& config)
     }
     if (!loader.errors.empty())
         return {std::nullopt, std::move(loader.errors)};
+    config.nats.origin = loader.origin("nats.");
     return {std::move(config), {}};
 }
 
@@ -376,15 +524,14 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
 
     YAML::Node document;
     try {
-        if (auto second = second_document(text)) {
-            loader.error(*second, "",
-                "a second YAML document (or text YAML cannot read) starts here; a config is "
-                "one YAML document");
+        report_what_yaml_cpp_misses(loader, text);
+        if (!loader.errors.empty())
             return {std::nullopt, std::move(loader.errors)};
-        }
         document = YAML::Load(std::string(text));
     } catch (const YAML::Exception& e) {
-        loader.error(e.mark, "", "YAML syntax error: " + e.msg);
+        // An unterminated quote found before the syntax error explains it.
+        if (loader.errors.empty())
+            loader.error(e.mark, "", "YAML syntax error: " + e.msg);
         return {std::nullopt, std::move(loader.errors)};
     }
 
@@ -396,38 +543,10 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
 
 LoadResult load_file(const std::string& path)
 {
-    auto fail = [&](std::string message) {
-        return LoadResult{std::nullopt, {Diagnostic{path, 0, 0, "", std::move(message)}}};
-    };
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return fail(std::string("cannot open: ") + std::strerror(errno));
-    std::string text;
-    struct stat st { };
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        close(fd);
-        return fail("is a directory, expected a YAML file");
-    }
-    // Read one byte past the limit so an oversized file (or endless FIFO) is
-    // refused without reading all of it.
-    char buffer[65536];
-    while (text.size() <= max_config_bytes) {
-        const ssize_t n = read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            const int err = errno;
-            close(fd);
-            return fail(std::string("cannot read: ") + std::strerror(err));
-        }
-        if (n == 0)
-            break;
-        text.append(buffer, static_cast<std::size_t>(n));
-    }
-    close(fd);
-    if (text.size() > max_config_bytes)
-        return fail("file is larger than " + std::to_string(max_config_bytes) + " bytes; not a config file");
-    return load_string(text, path);
+    auto file = util::read_regular_file(path, max_config_bytes);
+    if (!file.text)
+        return {std::nullopt, {Diagnostic{path, 0, 0, "", std::move(file.error)}}};
+    return load_string(*file.text, path);
 }
 
 }  // namespace cim::config

@@ -21,6 +21,10 @@ struct Diagnostic {
     std::string str() const;
 };
 
+// A problem found after loading, at the key `origin` knows the place of
+// (the file alone when it does not).
+Diagnostic diagnostic_at(const Origin& origin, std::string key, std::string message);
+
 struct LoadResult {
     std::optional<Config> config;  // set exactly when `errors` is empty
     std::vector<Diagnostic> errors;

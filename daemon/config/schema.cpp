@@ -18,6 +18,10 @@ template <typename T, typename Member> std::function<void(Config&, Value&&)> int
         return c.path;                                                                                                 \
     }
 
+constexpr std::size_t path_length = 4096;  // PATH_MAX
+// A 253-byte DNS name, or an IPv6 literal, with scheme and port, with room to spare.
+constexpr std::size_t url_length = 512;
+
 Field object(std::string name, std::string description, std::vector<Field> fields)
 {
     return Field{.name = std::move(name),
@@ -36,10 +40,23 @@ Field secret(std::string name, std::string description, std::function<void(Confi
         .default_note = "not used",
         .pattern = R"(^(/.*|[^/]+)$)",
         .pattern_hint = "an absolute path or a credential name without '/'",
+        .max_length = path_length,
         .store = std::move(store)};
 }
 
 constexpr std::int64_t hour_ms = 3'600'000;
+
+// nats:// or tls://, a host name or bracketed IPv6 address, and an optional
+// port from 1 to 65535 without leading zeros. It must be valid ECMAScript
+// (std::regex here; JSON Schema validators, with the u flag) and POSIX ERE
+// (Nix's builtins.match), and no '\]' or lone ']' is valid in both, so the
+// closing bracket is ([][]|[\]]): ECMAScript reads two empty classes (never
+// matching) or the class {]}; ERE reads the class {],[} or the characters
+// \]. Nix thus also lets '[' or '\]' through there; the daemon does not, and
+// the NixOS module runs --check-config on the rendered file.
+constexpr const char* server_pattern =
+    R"(^(nats|tls)://([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+([][]|[\]])))"
+    R"((:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?$)";
 
 // A NATS subject token: no dots, wildcards or white space.
 constexpr const char* token_pattern = R"(^[A-Za-z0-9_-]+$)";
@@ -74,9 +91,9 @@ Field build()
                         .kind = Kind::string_list,
                         .description = "Server URLs; several form a cluster to fail over between.",
                         .default_value = {"nats://127.0.0.1:4222"},
-                        .pattern =
-                            R"(^(nats|tls)://[A-Za-z0-9._~-]+(:[0-9]{1,5})?$|^(nats|tls)://\[[0-9A-Fa-f:.]+](:[0-9]{1,5})?$)",
+                        .pattern = server_pattern,
                         .pattern_hint = "a URL like nats://host:4222 or tls://host:4222 (no user or password in it)",
+                        .max_length = url_length,
                         .minimum = 1,
                         .store = into<std::vector<std::string>>(CIM_MEMBER(nats.servers))},
                     Field{.name = "name",

@@ -45,6 +45,12 @@ struct Field {
 
     std::string pattern;  // ECMAScript regex a string (or each list item) must match
     std::string pattern_hint;  // the pattern in words, for error messages
+    // String kinds (also each list item, map key and map value): the longest
+    // value in bytes, checked before any pattern because libstdc++'s regex
+    // recurses once per byte and overflows the stack on long input. Bytes, as
+    // the kernel counts PATH_MAX and NAME_MAX; the JSON Schema's maxLength
+    // counts characters, which is the same for ASCII.
+    std::size_t max_length = 255;
     std::vector<std::string> choices;
     // integer: the value; duration: milliseconds; string_list: the length.
     std::int64_t minimum = 0;

@@ -1,5 +1,9 @@
 #include "dbus/leaf_object.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include "util/text.hpp"
+
 namespace cim::dbus {
 
 LeafObject::LeafObject(sdbus::IConnection& connection, Control& control)
@@ -31,13 +35,22 @@ void LeafObject::changed(const LiveState& before, const LiveState& after)
         names.emplace_back("Reconnects");
     if (before.last_error != after.last_error)
         names.emplace_back("LastError");
-    if (!names.empty())
+    if (names.empty())
+        return;
+    // A failed signal must not escape into the event loop and end the daemon;
+    // readers still get every property by asking.
+    try {
         emitPropertiesChangedSignal(interface_name, names);
+    } catch (const sdbus::Error& e) {
+        if (!emit_failure_logged_)
+            spdlog::warn("cannot emit PropertiesChanged on D-Bus: {} (logged once)", e.what());
+        emit_failure_logged_ = true;
+    }
 }
 
 std::string LeafObject::GetHealth()
 {
-    return control_.health_json();
+    return util::to_valid_utf8(control_.health_json());
 }
 
 std::string LeafObject::Ping()
@@ -48,12 +61,12 @@ std::string LeafObject::Ping()
 void LeafObject::Reload()
 {
     if (auto error = control_.reload())
-        throw sdbus::Error("org.cim.Leaf1.Error.ReloadFailed", *error);
+        throw sdbus::Error("org.cim.Leaf1.Error.ReloadFailed", util::to_valid_utf8(*error));
 }
 
 std::string LeafObject::NodeId()
 {
-    return control_.live().node_id;
+    return util::to_valid_utf8(control_.live().node_id);
 }
 
 std::string LeafObject::Version()
@@ -78,7 +91,7 @@ bool LeafObject::NatsConnected()
 
 std::string LeafObject::NatsServer()
 {
-    return control_.live().nats_server;
+    return util::to_valid_utf8(control_.live().nats_server);
 }
 
 uint64_t LeafObject::HeartbeatsSent()
@@ -93,7 +106,7 @@ uint32_t LeafObject::Reconnects()
 
 std::string LeafObject::LastError()
 {
-    return control_.live().last_error;
+    return util::to_valid_utf8(control_.live().last_error);
 }
 
 }  // namespace cim::dbus

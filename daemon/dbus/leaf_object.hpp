@@ -8,7 +8,9 @@
 namespace cim::dbus {
 
 // /org/cim/Leaf1: the org.cim.Leaf1 interface (adaptor generated from
-// proto/org.cim.Leaf1.xml) answered from the daemon's live state.
+// proto/org.cim.Leaf1.xml) answered from the daemon's live state. Strings
+// that carry text from outside (NATS servers, paths, host names) go out
+// through util::to_valid_utf8: sd-bus refuses anything that is not UTF-8.
 class LeafObject final : public sdbus::AdaptorInterfaces<org::cim::Leaf1_adaptor, sdbus::Properties_adaptor> {
 public:
     LeafObject(sdbus::IConnection& connection, Control& control);
@@ -33,6 +35,7 @@ private:
     std::string LastError() override;
 
     Control& control_;
+    bool emit_failure_logged_ = false;
 };
 
 }  // namespace cim::dbus

@@ -3,12 +3,13 @@
 #include <openssl/evp.h>
 
 #include <array>
-#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
+
+#include "config/load.hpp"
+#include "util/file.hpp"
 
 namespace cim::nats {
 
@@ -72,62 +73,73 @@ std::optional<std::string> env(const char* name)
     return value && *value ? std::optional<std::string>(value) : std::nullopt;
 }
 
+// A secret file as the config names it.
+struct SecretFile {
+    std::string path;  // resolved; empty when unused or unresolvable
+    // How errors name it: an absolute path as written, a credential name not
+    // at all, since an operator may have written the secret itself there.
+    std::string shown;
+};
+
 class Resolver {
 public:
+    explicit Resolver(const config::Origin& origin) : origin_(origin) { }
+
     std::vector<std::string> errors;
 
+    void error(const std::string& key, std::string message)
+    {
+        errors.push_back(config::diagnostic_at(origin_, key, std::move(message)).str());
+    }
+
     // An absolute path stays; a credential name resolves in $CREDENTIALS_DIRECTORY.
-    std::string path(const std::string& key, const std::string& written)
+    SecretFile locate(const std::string& key, const std::string& written)
     {
         if (written.empty() || written.front() == '/')
-            return written;
+            return {written, written};
         const auto directory = env("CREDENTIALS_DIRECTORY");
         if (!directory) {
-            errors.push_back(key + ": \"" + written +
-                "\" is a credential name, but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= "
-                "in the unit, or an absolute path)");
+            error(key,
+                "is a credential name, but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit, or "
+                "an absolute path)");
             return {};
         }
-        return *directory + "/" + written;
+        return {*directory + "/" + written, "its credential in $CREDENTIALS_DIRECTORY"};
     }
 
     // Resolves and checks that the file can be read, without keeping it.
     std::string readable(const std::string& key, const std::string& written)
     {
-        std::string resolved = path(key, written);
-        if (!resolved.empty())
-            read(key, resolved);
-        return resolved;
+        const SecretFile file = locate(key, written);
+        if (!file.path.empty())
+            read(key, file);
+        return file.path;
     }
 
     // The file's contents without the trailing newline editors add.
-    std::string read(const std::string& key, const std::string& resolved)
+    std::string read(const std::string& key, const SecretFile& file)
     {
-        std::ifstream file(resolved, std::ios::binary);
-        if (!file) {
-            errors.push_back(key + ": cannot read " + resolved + ": " + std::strerror(errno));
+        auto contents = util::read_regular_file(file.path, max_secret_bytes);
+        if (!contents.text) {
+            error(key, file.shown + ": " + contents.error);
             return {};
         }
-        std::string content(max_secret_bytes + 1, '\0');
-        file.read(content.data(), static_cast<std::streamsize>(content.size()));
-        content.resize(static_cast<std::size_t>(file.gcount()));
-        if (content.size() > max_secret_bytes) {
-            errors.push_back(key + ": " + resolved + " is larger than " + std::to_string(max_secret_bytes) +
-                " bytes; not a secret file");
-            return {};
-        }
-        while (!content.empty() && (content.back() == '\n' || content.back() == '\r'))
-            content.pop_back();
-        if (content.empty())
-            errors.push_back(key + ": " + resolved + " is empty");
-        return content;
+        std::string text = std::move(*contents.text);
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
+            text.pop_back();
+        if (text.empty())
+            error(key, file.shown + " is empty");
+        return text;
     }
 
     std::string secret(const std::string& key, const std::string& written)
     {
-        const std::string resolved = path(key, written);
-        return resolved.empty() ? std::string() : read(key, resolved);
+        const SecretFile file = locate(key, written);
+        return file.path.empty() ? std::string() : read(key, file);
     }
+
+private:
+    const config::Origin& origin_;
 };
 
 }  // namespace
@@ -164,21 +176,22 @@ std::optional<std::string> nkey_public_from_seed(const std::string& seed)
 
 AuthResult resolve_auth(const config::NatsConfig& nats)
 {
-    Resolver resolver;
+    Resolver resolver(nats.origin);
     Auth auth;
     auth.credentials_file = resolver.readable("nats.credentials_file", nats.credentials_file);
     auth.user = nats.user;
     auth.password = resolver.secret("nats.password_file", nats.password_file);
     auth.token = resolver.secret("nats.token_file", nats.token_file);
     if (!nats.nkey_seed_file.empty()) {
-        auth.nkey_seed_file = resolver.path("nats.nkey_seed_file", nats.nkey_seed_file);
-        if (!auth.nkey_seed_file.empty()) {
-            const std::string seed = resolver.read("nats.nkey_seed_file", auth.nkey_seed_file);
+        const SecretFile file = resolver.locate("nats.nkey_seed_file", nats.nkey_seed_file);
+        auth.nkey_seed_file = file.path;
+        if (!file.path.empty()) {
+            const std::string seed = resolver.read("nats.nkey_seed_file", file);
             if (auto public_key = nkey_public_from_seed(seed))
                 auth.nkey_public = *public_key;
             else if (!seed.empty())
-                resolver.errors.push_back("nats.nkey_seed_file: " + auth.nkey_seed_file +
-                    " does not hold an NKey seed (a line starting with S)");
+                resolver.error(
+                    "nats.nkey_seed_file", file.shown + " does not hold an NKey seed (a line starting with S)");
         }
     }
     auth.ca_file = resolver.readable("nats.tls.ca_file", nats.tls.ca_file);

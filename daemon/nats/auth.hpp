@@ -26,7 +26,8 @@ struct Auth {
 
 struct AuthResult {
     std::optional<Auth> auth;
-    std::vector<std::string> errors;  // "nats.token_file: cannot read ...": key path first
+    // As loading errors read: "config.yaml:4:3: nats.token_file: /run/t: cannot open: ..."
+    std::vector<std::string> errors;
 };
 
 // Relative secret paths are systemd credential names: they resolve against

@@ -8,24 +8,42 @@
 
 namespace cim::util {
 
+namespace {
+
+// One character of valid UTF-8, with JSON escapes for what a terminal or
+// log line should not see raw.
+void append_escaped(std::string& out, std::string_view character)
+{
+    const unsigned char c = static_cast<unsigned char>(character.front());
+    if (c == '"' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+        char escaped[8];
+        std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+        out += escaped;
+    } else {
+        out += character;
+    }
+}
+
+}  // namespace
+
 std::string quote(std::string_view text)
 {
     constexpr std::size_t limit = 64;
+    const std::string valid = to_valid_utf8(text);
+    const std::string_view rest = valid;
     std::string out = "\"";
-    for (std::size_t i = 0; i < text.size() && i < limit; ++i) {
-        const unsigned char c = static_cast<unsigned char>(text[i]);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c < 0x20 || c == 0x7f) {
-            char escaped[8];
-            std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-            out += escaped;
-        } else {
-            out += static_cast<char>(c);
-        }
+    std::size_t i = 0;
+    while (i < rest.size()) {
+        const std::size_t length = utf8_sequence_length(rest.substr(i));
+        if (i + length > limit)
+            break;  // never half a character
+        append_escaped(out, rest.substr(i, length));
+        i += length;
     }
-    if (text.size() > limit)
+    if (i < rest.size())
         out += "...";
     return out + "\"";
 }
@@ -55,6 +73,43 @@ std::optional<std::int64_t> parse_int(std::string_view text)
     return value;
 }
 
+std::size_t utf8_sequence_length(std::string_view text)
+{
+    if (text.empty())
+        return 0;
+    auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+    const unsigned char lead = byte(0);
+    if (lead < 0x80)
+        return 1;
+    // Table 3-7: the lead byte fixes the length and the range of the second
+    // byte; every later byte is 80..BF.
+    std::size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf)
+        length = 2;
+    else if (lead >= 0xe0 && lead <= 0xef)
+        length = 3;
+    else if (lead >= 0xf0 && lead <= 0xf4)
+        length = 4;
+    else
+        return 0;  // a continuation byte, an overlong C0/C1 or above U+10FFFF
+    if (lead == 0xe0)
+        low = 0xa0;  // overlong below U+0800
+    else if (lead == 0xed)
+        high = 0x9f;  // surrogates D800..DFFF
+    else if (lead == 0xf0)
+        low = 0x90;  // overlong below U+10000
+    else if (lead == 0xf4)
+        high = 0x8f;  // above U+10FFFF
+    if (text.size() < length || byte(1) < low || byte(1) > high)
+        return 0;
+    for (std::size_t i = 2; i < length; ++i)
+        if (byte(i) < 0x80 || byte(i) > 0xbf)
+            return 0;
+    return length;
+}
+
 std::optional<std::string> find_non_text(std::string_view text)
 {
     std::size_t i = 0;
@@ -66,16 +121,30 @@ std::optional<std::string> find_non_text(std::string_view text)
         // also send yaml-cpp 0.7 into endless loops (found by fuzzing).
         if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
             return "a control character (byte " + std::to_string(c) + ") at offset " + std::to_string(i);
-        // Length of the UTF-8 sequence a lead byte announces (0: invalid lead).
-        const std::size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-        bool valid = length != 0 && i + length <= text.size();
-        for (std::size_t k = 1; valid && k < length; ++k)
-            valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
-        if (!valid)
+        const std::size_t length = utf8_sequence_length(text.substr(i));
+        if (length == 0)
             return "invalid UTF-8 at offset " + std::to_string(i);
         i += length;
     }
     return std::nullopt;
+}
+
+std::string to_valid_utf8(std::string_view text)
+{
+    std::string out;
+    out.reserve(text.size());
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const std::size_t length = utf8_sequence_length(text.substr(i));
+        if (length == 0) {
+            out += "\xef\xbf\xbd";  // U+FFFD REPLACEMENT CHARACTER
+            ++i;
+        } else {
+            out.append(text, i, length);
+            i += length;
+        }
+    }
+    return out;
 }
 
 }  // namespace cim::util

@@ -7,8 +7,8 @@
 
 namespace cim::util {
 
-// `text` in double quotes with JSON escapes, cut after 64 characters, for
-// error messages that echo what the user wrote.
+// `text` in double quotes with JSON escapes, cut after at most 64 bytes at a
+// character boundary, for error messages that echo what the user wrote.
 std::string quote(std::string_view text);
 
 std::size_t edit_distance(std::string_view a, std::string_view b);
@@ -16,8 +16,17 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 // A whole decimal integer (optional '-'), nothing else.
 std::optional<std::int64_t> parse_int(std::string_view text);
 
+// The length of the well-formed UTF-8 sequence `text` starts with (Unicode
+// Table 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or 0
+// when it starts with an ill-formed one (or is empty).
+std::size_t utf8_sequence_length(std::string_view text);
+
 // Why `text` is not UTF-8 text a YAML file may hold ("a NUL byte at offset
 // 12"), or nullopt.
 std::optional<std::string> find_non_text(std::string_view text);
+
+// `text` with each byte of an ill-formed UTF-8 sequence replaced by U+FFFD,
+// for text from outside (servers, paths) bound for APIs that demand UTF-8.
+std::string to_valid_utf8(std::string_view text);
 
 }  // namespace cim::util

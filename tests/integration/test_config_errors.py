@@ -2,6 +2,7 @@
 where, exit 78 (EX_CONFIG) within a second, no crash, for --check-config and
 for a real start alike."""
 import os
+import signal
 import subprocess
 import time
 
@@ -17,6 +18,8 @@ ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 CASES = [
     ("unknown key", "nodes:\n  id: a\n", ":1:1: nodes: unknown key (did you mean node?)"),
     ("unknown nested key", "nats:\n  reconect: {wait: 1s}\n", ":2:3: nats.reconect: unknown key (did you mean reconnect?)"),
+    ("merge key", "log: &b {level: info}\nnode:\n  <<: *b\n",
+     ":3:3: node: YAML merge keys (<<) are not supported; write the keys out"),
     ("string for a section", "nats: nats://x\n", ':1:7: nats: expected a mapping, got "nats://x"'),
     ("list for a string", "node:\n  id: [a]\n", ":2:7: node.id: expected NATS token characters"),
     ("bad node id", "node: {id: leaf.01}\n", 'node.id: expected NATS token characters (letters, digits, \'_\' and \'-\'), got "leaf.01"'),
@@ -26,10 +29,15 @@ CASES = [
     ("empty server list", "nats: {servers: []}\n", "nats.servers: must list at least 1 item"),
     ("bad URL scheme", "nats: {servers: ['http://h:4222']}\n", 'nats.servers: expected a URL like nats://host:4222 or tls://host:4222 (no user or password in it), got "http://h:4222"'),
     ("password in URL", "nats: {servers: ['nats://u:p@h:4222']}\n", "nats.servers: expected a URL like"),
-    ("servers not a list", "nats: {servers: nats://h:4222}\n", "nats.servers: expected a list of"),
+    ("servers not a list", "nats: {servers: nats://h:4222}\n", "nats.servers: expected a list, each item a URL like"),
+    ("servers null", "nats: {servers: ~}\n",
+     "nats.servers: expected a list, each item a URL like nats://host:4222 or tls://host:4222 (no user or password "
+     "in it), got null"),
     ("zero interval", "heartbeat: {interval: 0s}\n", 'heartbeat.interval: must be at least 100ms, got "0s"'),
     ("negative interval", "heartbeat: {interval: -5s}\n", 'heartbeat.interval: expected a duration like 500ms or 5s, got "-5s"'),
     ("word for a duration", "nats:\n  reconnect:\n    wait: soon\n", ':3:11: nats.reconnect.wait: expected a duration like 500ms or 5s, got "soon"'),
+    ("huge duration", "heartbeat: {interval: 99999999999999999999999h}\n",
+     'heartbeat.interval: must be at most 1h, got "99999999999999999999999h"'),
     ("number for a duration", "heartbeat: {interval: 5}\n", 'heartbeat.interval: expected a duration like 500ms or 5s, got "5"'),
     ("buffer out of range", "nats: {reconnect: {buffer_bytes: 99999999999}}\n", "nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824"),
     ("bad enum", "dbus: {bus: user}\n", 'dbus.bus: expected one of system, session, none, got "user"'),
@@ -37,10 +45,15 @@ CASES = [
     ("bad ready_on", "systemd: {ready_on: never}\n", "systemd.ready_on: expected one of connected, started"),
     ("prefix with wildcard", "subjects: {prefix: 'cim.>'}\n", "subjects.prefix: expected dot-separated NATS tokens without wildcards"),
     ("relative secret path", "nats: {token_file: ./token}\n", "nats.token_file: expected an absolute path or a credential name without '/'"),
+    ("secret path ..", "nats: {token_file: ..}\n", "nats.token_file: is . or .., a directory, not a credential name"),
+    ("long credential name", "nats: {token_file: " + "t" * 300 + "}\n",
+     "nats.token_file: is a credential name of 300 bytes; a file name has at most 255"),
     ("user without password", "nats: {user: leaf}\n", "nats.user: needs nats.password_file"),
     ("two auth methods", "nats: {token_file: t, credentials_file: c}\n", "only one authentication method may be set"),
     ("cert without key", "nats: {tls: {cert_file: /c.pem}}\n", "nats.tls.cert_file and nats.tls.key_file go together"),
     ("YAML syntax error", "nats: {servers: [nats://h:4222\n", "YAML syntax error"),
+    ("unterminated quote", "node:\n  domain: \"abc\n  id: x\nlog:\n  level: bogus\n",
+     ":2:11: unterminated quoted string"),
     ("tab indentation", "nats:\n\tname: x\n", "YAML syntax error"),
     ("duplicate key", "log: {level: info}\nlog: {level: debug}\n", ":2:1: log: duplicate key"),
     ("two documents", "log: {level: info}\n---\nlog: {level: debug}\n", ":2:1: a second YAML document (or text YAML cannot read) starts here"),
@@ -48,8 +61,18 @@ CASES = [
     ("top level scalar", "hello\n", 'expected a mapping, got "hello"'),
     ("binary junk", bytes(range(256)) * 4, "not a text file: a NUL byte at offset 0"),
     ("invalid UTF-8", b"node: {domain: \xc3\x28}\n", "not a text file: invalid UTF-8 at offset 15"),
+    ("overlong UTF-8", b"node: {domain: \xc0\x80}\n", "not a text file: invalid UTF-8 at offset 15"),
+    ("UTF-8 surrogate", b"node: {domain: \xed\xa0\x80}\n", "not a text file: invalid UTF-8 at offset 15"),
+    ("UTF-8 above U+10FFFF", b"node: {domain: \xf4\x90\x80\x80}\n", "not a text file: invalid UTF-8 at offset 15"),
     ("alias bomb", ALIAS_BOMB, "node.labels: expected a mapping of strings to strings, got a list"),
-    ("10 MB file", "#" * (10 << 20), "is larger than 1048576 bytes; not a config file"),
+    # libstdc++'s regex recursed once per byte: these overflowed the stack (SIGSEGV).
+    ("long node id", "node:\n  id: " + "a" * 30000 + "\n", ":2:7: node.id: is 30000 bytes long; at most 255"),
+    ("long client name", "nats: {name: " + "a" * 30000 + "}\n", "nats.name: is 30000 bytes long; at most 255"),
+    ("long server URL", "nats: {servers: [nats://" + "a" * 30000 + "]}\n",
+     "nats.servers: is 30007 bytes long; at most 512"),
+    ("long secret path", "nats: {token_file: /" + "a" * 30000 + "}\n",
+     "nats.token_file: is 30001 bytes long; at most 4096"),
+    ("10 MB file", "#" * (10 << 20), "is larger than 1048576 bytes"),
     ("deep nesting", "a: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1:"),
 ]
 
@@ -73,6 +96,18 @@ def test_invalid_config_is_refused_with_a_clear_message(tmp_path, name, content,
     assert seconds < 1.0, f"took {seconds:.2f}s"
 
 
+@pytest.mark.parametrize("content,secret", [
+    ("nats: {token_file: 'tQ9/x+Secret=='}\n", "Secret"),
+    ("nats: {servers: ['nats://u:Sup3r@h:4222']}\n", "Sup3r"),
+], ids=["secret in a *_file key", "password in a server URL"])
+def test_errors_never_echo_a_secret(tmp_path, content, secret):
+    path = tmp_path / "config.yaml"
+    path.write_text(content)
+    result, _ = check(path)
+    assert result.returncode == 78
+    assert secret not in result.stderr
+
+
 def test_missing_file(tmp_path):
     result, _ = check(tmp_path / "absent.yaml")
     assert result.returncode == 78
@@ -82,7 +117,7 @@ def test_missing_file(tmp_path):
 def test_directory_instead_of_file(tmp_path):
     result, _ = check(tmp_path)
     assert result.returncode == 78
-    assert "is a directory, expected a YAML file" in result.stderr
+    assert "is a directory, not a regular file" in result.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/setpriv"), reason="needs setpriv to drop root")
@@ -94,6 +129,22 @@ def test_unreadable_file(tmp_path):
     result, _ = check(path, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
     assert result.returncode == 78
     assert "cannot open: Permission denied" in result.stderr
+
+
+def test_fifo_instead_of_file_is_refused_at_once(tmp_path):
+    path = tmp_path / "config.yaml"
+    os.mkfifo(path)
+    result, seconds = check(path)
+    assert result.returncode == 78
+    assert result.stderr == f"{path}: is not a regular file\n"
+    assert seconds < 1.0
+
+
+def test_secret_fifo_is_refused_at_once(daemons, tmp_path):
+    os.mkfifo(tmp_path / "token")
+    leaf = daemons({"nats": {"token_file": str(tmp_path / "token")}, "dbus": {"bus": "none"}}).start()
+    assert leaf.wait(2) == 78
+    assert f"nats.token_file: {tmp_path}/token: is not a regular file" in leaf.output()
 
 
 def test_good_config_prints_nothing(tmp_path):
@@ -112,13 +163,35 @@ def test_start_with_bad_config_exits_78_and_logs_the_same_line(daemons):
 def test_start_with_missing_secret_exits_78(daemons, tmp_path):
     leaf = daemons({"nats": {"token_file": str(tmp_path / "nope")}, "dbus": {"bus": "none"}}).start()
     assert leaf.wait(2) == 78
-    assert f"nats.token_file: cannot read {tmp_path}/nope: No such file or directory" in leaf.output()
+    # The key's place in the file, as for every other config error (yaml.safe_dump sorts the keys).
+    assert (f"{leaf.config_path}:4:3: nats.token_file: {tmp_path}/nope: cannot open: No such file or directory"
+            in leaf.output())
+
+
+def test_reload_with_missing_secret_names_the_file_and_key(daemons, notify, tmp_path):
+    config = {"dbus": {"bus": "none"}, "systemd": {"ready_on": "started"}}
+    leaf = daemons(config, notify=notify).start()
+    notify.wait_for("READY", "1", timeout=10)
+    leaf.write_config({**config, "nats": {"token_file": str(tmp_path / "nope")}})
+    leaf.signal(signal.SIGHUP)
+    leaf.wait_for_log(f"reload rejected: {leaf.config_path}:4:3: nats.token_file: {tmp_path}/nope: cannot open")
+    assert leaf.stop() == 0
 
 
 def test_credential_name_without_credentials_directory_exits_78(daemons):
     leaf = daemons({"nats": {"token_file": "nats-token"}, "dbus": {"bus": "none"}}).start()
     assert leaf.wait(2) == 78
     assert "$CREDENTIALS_DIRECTORY is not set" in leaf.output()
+
+
+def test_errors_about_a_credential_do_not_name_it(daemons, tmp_path):
+    """A credential name may be the secret itself, written there by mistake."""
+    leaf = daemons({"nats": {"user": "leaf", "password_file": "Sup3rS3cret"}, "dbus": {"bus": "none"}},
+                   env={"CREDENTIALS_DIRECTORY": str(tmp_path)}).start()
+    assert leaf.wait(2) == 78
+    assert ("nats.password_file: its credential in $CREDENTIALS_DIRECTORY: cannot open: No such file or directory"
+            in leaf.output())
+    assert "Sup3rS3cret" not in leaf.output()
 
 
 def test_credential_name_resolves_in_credentials_directory(daemons, nats_server, tmp_path, notify):

@@ -99,6 +99,27 @@ def test_reload_takes_the_sighup_path(ready_leaf, session_bus, notify):
     assert prop(session_bus, "Healthy") == "b false"  # degraded until a good reload
 
 
+def test_text_that_is_not_utf8_reaches_dbus_as_utf8(daemons, notify, session_bus):
+    """sd-bus refuses strings that are not UTF-8. A rejected reload's error
+    names the config file, here at a path that is not UTF-8: LastError and its
+    PropertiesChanged must still go out, and the daemon must live on."""
+    env = {"DBUS_SESSION_BUS_ADDRESS": session_bus.address}
+    leaf = daemons(leaf_config(dbus={"bus": "session"}, systemd={"ready_on": "started"}), notify=notify, env=env,
+                   name="leaf-\udcff").start()  # byte 0xff in the file name
+    notify.wait_for("READY", "1", timeout=10)
+    leaf.write_config("heartbeat: {interval: soon}\n")
+    leaf.signal(signal.SIGHUP)
+    leaf.wait_for_log("still running the previous configuration")
+    assert "reload rejected" in prop(session_bus, "LastError")
+    assert "\\357\\277\\275.yaml" in prop(session_bus, "LastError")  # U+FFFD, as busctl escapes it
+    rejected = call(session_bus, "Reload", check=False)
+    assert rejected.returncode != 0 and "heartbeat.interval" in rejected.stderr
+    assert session_bus.busctl("introspect", NAME, PATH).returncode == 0  # GetAll
+    assert leaf.proc.poll() is None
+    assert "PropertiesChanged" not in leaf.output()  # no warning: nothing failed
+    assert leaf.stop() == 0
+
+
 def test_properties_changed_follows_the_nats_connection(ready_leaf, session_bus, nats_server):
     monitor = subprocess.Popen(["dbus-monitor", "--address", session_bus.address,
                                 f"type='signal',interface='org.freedesktop.DBus.Properties',path='{PATH}'"],

@@ -47,6 +47,20 @@ def test_nix_file_follows_the_style_rules(path):
     assert "\t" not in text and not re.search(r"[ \t]+$", text, re.M), "nixpkgs-fmt: no tabs, no trailing blanks"
 
 
+SERVER_URLS = {"nats://127.0.0.1:4222": True, "tls://[::1]:65535": True, "nats://h:1": True, "nats://h:0": False,
+               "nats://a:99999": False, "nats://h:65536": False, "http://h:4222": False}
+
+
+@pytest.mark.parametrize("url,valid", SERVER_URLS.items(), ids=list(SERVER_URLS))
+def test_server_url_pattern_in_nix(url, valid):
+    """The strMatching of nats.servers as Nix's own builtins.match reads it."""
+    schema = json.loads((ROOT / "proto" / "config.schema.json").read_text())
+    pattern = schema["properties"]["nats"]["properties"]["servers"]["items"]["pattern"]
+    result = nix("--eval", "--argstr", "p", pattern, "--argstr", "s", url, "-E", "{ p, s }: builtins.match p s != null")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("true" if valid else "false")
+
+
 def test_flake_has_exactly_the_pinned_nixpkgs_input():
     result = nix("--eval", "--strict", "--json", "-E", "(import ./flake.nix).inputs")
     assert result.returncode == 0, result.stderr

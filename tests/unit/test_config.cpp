@@ -1,5 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 
 #include "config/load.hpp"
@@ -120,6 +124,19 @@ TEST_CASE("ranges are checked with the limits in the message")
         R"(config.yaml:1:34: nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824, got "-1")");
 }
 
+TEST_CASE("a list that is not one says what each item must be")
+{
+    CHECK(error("nats: {servers: ~}") ==
+        "config.yaml:1:17: nats.servers: expected a list, each item a URL like nats://host:4222 or "
+        "tls://host:4222 (no user or password in it), got null");
+}
+
+TEST_CASE("a duration too long to count is too long, not no duration")
+{
+    CHECK(error("heartbeat: {interval: 99999999999999999999999h}") ==
+        R"(config.yaml:1:23: heartbeat.interval: must be at most 1h, got "99999999999999999999999h")");
+}
+
 TEST_CASE("combinations of keys that do not go together")
 {
     CHECK(error("nats: {user: u}") == "config.yaml:1:8: nats.user: needs nats.password_file");
@@ -136,16 +153,86 @@ TEST_CASE("secret paths are absolute or credential names, never relative paths")
     CHECK(good("nats: {token_file: /run/secrets/token}").nats.token_file == "/run/secrets/token");
     CHECK(good("nats: {token_file: nats-token}").nats.token_file == "nats-token");
     CHECK(error("nats: {token_file: secrets/token}") ==
-        R"(config.yaml:1:20: nats.token_file: expected an absolute path or a credential name without '/', got "secrets/token")");
+        "config.yaml:1:20: nats.token_file: expected an absolute path or a credential name without '/', got "
+        "something else (not shown: it may be the secret itself)");
+}
+
+TEST_CASE("a credential name is one file name: not . or .., at most 255 bytes")
+{
+    CHECK(error("nats: {token_file: ..}") ==
+        "config.yaml:1:20: nats.token_file: is . or .., a directory, not a "
+        "credential name");
+    CHECK(error("nats: {tls: {ca_file: .}}").find("is . or .., a directory") != std::string::npos);
+    CHECK(good("nats: {token_file: ...}").nats.token_file == "...");
+    CHECK(good("nats: {token_file: " + std::string(255, 'n') + "}").nats.token_file.size() == 255);
+    CHECK(error("nats: {token_file: " + std::string(256, 'n') + "}") ==
+        "config.yaml:1:20: nats.token_file: is a credential name of 256 bytes; a file name has at most 255");
+    CHECK(good("nats: {token_file: /" + std::string(300, 'n') + "}").nats.token_file.size() == 301);
+}
+
+TEST_CASE("errors never echo a secret")
+{
+    // The secret itself, written where its file belongs.
+    CHECK(error("nats: {token_file: 'tQ9/x+Secret=='}").find("Secret") == std::string::npos);
+    CHECK(error("nats: {tls: {key_file: [a]}}") ==
+        "config.yaml:1:24: nats.tls.key_file: expected an absolute path or a credential name without '/', got a list");
+    // A password in a URL, wherever it is written.
+    CHECK(error("nats: {servers: ['nats://u:p@h:4222']}") ==
+        "config.yaml:1:18: nats.servers: expected a URL like nats://host:4222 or tls://host:4222 (no user or "
+        "password in it), got \"nats://<redacted>@h:4222\"");
+    CHECK(
+        error("log: {level: 'tls://me:s3/cr@t@h nats://x@y'}").find("got \"tls://<redacted>@h nats://<redacted>@y\"") !=
+        std::string::npos);
+    CHECK(error("log: {level: 'nats://h:4222'}").find("got \"nats://h:4222\"") != std::string::npos);
 }
 
 TEST_CASE("server URLs: nats:// or tls://, host and port, no user info")
 {
-    for (const char* url : {"nats://127.0.0.1:4222", "tls://hub.example.org:4443", "nats://[::1]:4222", "nats://h"})
+    for (const char* url : {"nats://127.0.0.1:4222", "tls://hub.example.org:4443", "nats://[::1]:4222", "nats://h",
+             "tls://[::1]", "nats://h:1", "nats://h:9999", "nats://h:10000", "nats://h:59999", "nats://h:64999",
+             "nats://h:65499", "nats://h:65529", "nats://h:65535"})
         CHECK_MESSAGE(load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
-    for (const char* url :
-        {"http://h:4222", "nats://user:pass@h:4222", "h:4222", "nats://", "nats://h:4222/x", "nats://h h"})
+    for (const char* url : {"http://h:4222", "nats://user:pass@h:4222", "h:4222", "nats://", "nats://h:4222/x",
+             "nats://h h", "nats://h:", "nats://h:0", "nats://h:04222", "nats://h:65536", "nats://h:65540",
+             "nats://h:66000", "nats://h:70000", "nats://a:99999", "nats://h:123456", "nats://[::1", "nats://::1]",
+             "nats://[::1[", "nats://[::1\\]"})
         CHECK_MESSAGE(!load_string(std::string("nats: {servers: ['") + url + "']}", "c").config, url);
+}
+
+TEST_CASE("strings have a maximum length, checked before any pattern")
+{
+    // libstdc++'s regex recursed once per byte: 30000 of them overflowed the stack.
+    const std::string long_text(30000, 'a');
+    CHECK(error("node: {id: " + long_text + "}") == "config.yaml:1:12: node.id: is 30000 bytes long; at most 255");
+    CHECK(error("nats: {servers: [nats://" + long_text + "]}") ==
+        "config.yaml:1:18: nats.servers: is 30007 bytes long; at most 512");
+    CHECK(error("nats: {token_file: /" + long_text + "}") ==
+        "config.yaml:1:20: nats.token_file: is 30001 bytes long; at most 4096");
+    CHECK(error("node: {labels: {" + std::string(300, 'k') + ": x}}") ==  // YAML allows 1024 for a key
+        "config.yaml:1:17: node.labels: key is 300 bytes long; at most 255");
+    CHECK(error("node: {labels: {x: " + long_text + "}}") ==
+        "config.yaml:1:20: node.labels: value is 30000 bytes long; at most 255");
+}
+
+TEST_CASE("the longest string each field allows loads")
+{
+    // Every pattern runs over its longest input; the ASan build checks that
+    // the regex's recursion stays within the stack.
+    const std::string name(255, 'n');
+    const Config config = good("node: {id: " + name + ", domain: " + name + ", labels: {" + name + ": " + name +
+        "}}\nnats: {name: " + name + ", user: " + name + ", password_file: " + name + ", servers: [nats://" +
+        std::string(512 - 7, 'h') + "], tls: {ca_file: /" + std::string(4095, 'p') + "}}\nsubjects: {prefix: " + name +
+        "}\n");
+    CHECK(config.nats.servers.front().size() == 512);
+    CHECK(config.nats.tls.ca_file.size() == 4096);
+    std::string dotted;
+    while (dotted.size() < 255)
+        dotted += dotted.size() + 2 <= 255 ? "a." : "a";
+    CHECK(good("subjects: {prefix: " + dotted + "}").subjects.prefix.size() == 255);
+    std::string wide = "/";  // two bytes a character: the most bytes for the fewest characters
+    while (wide.size() + 2 <= 4096)
+        wide += "\xc3\xa9";
+    CHECK(good("nats: {tls: {ca_file: '" + wide + "'}}").nats.tls.ca_file == wide);
 }
 
 TEST_CASE("quoted numbers are strings, plain ones are not")
@@ -169,6 +256,29 @@ TEST_CASE("file-level problems")
     CHECK(error(std::string(max_config_bytes + 1, '#')).find("at most 1048576") != std::string::npos);
 }
 
+TEST_CASE("a quoted string without its closing quote is an error, not the rest of the file")
+{
+    // yaml-cpp 0.7 ends such a string at the end of the file and reports nothing.
+    CHECK(error("node:\n  domain: \"abc\n  id: x\nlog:\n  level: bogus\n") ==
+        "config.yaml:2:11: unterminated quoted string");
+    CHECK(error("node: {domain: 'it''s}\n") == "config.yaml:1:16: unterminated quoted string");
+    CHECK(error("node:\n  domain: &d !!str \"abc\n") == "config.yaml:2:11: unterminated quoted string");
+    CHECK(error("\xef\xbb\xbfnode:\n  \"domain: x\n") == "config.yaml:2:3: unterminated quoted string");
+    CHECK(good("node: {domain: \"a \\\"b\\\" c\"}").node.domain == "a \"b\" c");
+    CHECK(good("node: {domain: 'it''s'}").node.domain == "it's");
+    CHECK(good("node: {domain: \"two\n  lines\"}").node.domain == "two lines");
+    CHECK(good("\xef\xbb\xbfnode: {domain: &d 'x', id: \"y\"}").node.id == "y");
+}
+
+TEST_CASE("YAML merge keys are refused as such, not as an unknown key")
+{
+    CHECK(error("log: &b {level: info}\nnode:\n  <<: *b\n") ==
+        "config.yaml:3:3: node: YAML merge keys (<<) are not supported; write the keys out");
+    CHECK(error("node: {labels: {<<: {rack: r1}}}\n") ==
+        "config.yaml:1:17: node.labels: YAML merge keys (<<) are not supported; write the keys out");
+    CHECK(good("node: {labels: {'<<': quoted}}").node.labels.at("<<") == "quoted");  // a quoted key is a key
+}
+
 TEST_CASE("duplicate keys are errors, not silently overwritten")
 {
     CHECK(
@@ -180,5 +290,17 @@ TEST_CASE("load_file reports what is wrong with the file itself")
 {
     CHECK(load_file("/nonexistent/cim-leaf.yaml").errors.front().str() ==
         "/nonexistent/cim-leaf.yaml: cannot open: No such file or directory");
-    CHECK(load_file("/").errors.front().str() == "/: is a directory, expected a YAML file");
+    CHECK(load_file("/").errors.front().str() == "/: is a directory, not a regular file");
+    CHECK(load_file("/dev/null").errors.front().str() == "/dev/null: is not a regular file");
+}
+
+TEST_CASE("load_file refuses a FIFO instead of waiting for a writer forever")
+{
+    char directory[] = "/tmp/cim-leaf-test-XXXXXX";
+    REQUIRE(mkdtemp(directory));
+    const std::string fifo = std::string(directory) + "/config.yaml";
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK(load_file(fifo).errors.front().str() == fifo + ": is not a regular file");
+    unlink(fifo.c_str());
+    rmdir(directory);
 }

@@ -18,8 +18,15 @@ TEST_CASE("durations parse in every unit")
 TEST_CASE("durations reject everything else")
 {
     for (const char* bad : {"", "5", "s", "soon", "5 s", "-5s", "5S", "1.5s", "5sec", "1m30s", "ms", "+5s",
-             "99999999999999999999s", "9223372036854775807h"})
+             "99999999999999999999", "99999999999999999999x"})
         CHECK_MESSAGE(!parse_duration(bad), bad);
+}
+
+TEST_CASE("a duration too long to count in milliseconds is the longest one, not no duration")
+{
+    CHECK(parse_duration("99999999999999999999s") == Duration::max());
+    CHECK(parse_duration("9223372036854775807h") == Duration::max());
+    CHECK(parse_duration("9223372036854775807ms") == Duration{9223372036854775807});
 }
 
 TEST_CASE("durations format to their shortest exact spelling")

@@ -20,6 +20,12 @@ TEST_CASE("the JSON Schema covers every key with its default")
     CHECK(schema["properties"]["dbus"]["properties"]["bus"]["enum"] ==
         nlohmann::json::array({"system", "session", "none"}));
     CHECK(schema["properties"]["node"]["properties"]["labels"]["additionalProperties"]["type"] == "string");
+    // Every string has a maximum length.
+    CHECK(schema["properties"]["node"]["properties"]["id"]["maxLength"] == 255);
+    CHECK(nats["token_file"]["maxLength"] == 4096);
+    CHECK(nats["servers"]["items"]["maxLength"] == 512);
+    CHECK(schema["properties"]["node"]["properties"]["labels"]["propertyNames"]["maxLength"] == 255);
+    CHECK(schema["properties"]["node"]["properties"]["labels"]["additionalProperties"]["maxLength"] == 255);
 }
 
 TEST_CASE("the NixOS options are typed like the schema")
@@ -58,5 +64,7 @@ TEST_CASE("every pattern is valid POSIX ERE too, as Nix's builtins.match reads i
     const std::regex servers(schema().fields[1].fields[0].pattern, std::regex::extended);
     CHECK(std::regex_match("nats://[::1]:4222", servers));
     CHECK(std::regex_match("tls://hub.example:4443", servers));
+    CHECK(std::regex_match("tls://hub.example:65535", servers));
     CHECK_FALSE(std::regex_match("http://hub:4222", servers));
+    CHECK_FALSE(std::regex_match("nats://hub:65536", servers));
 }

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "cli.hpp"
+#include "config/load.hpp"
 #include "health.hpp"
 #include "nats/auth.hpp"
 #include "nats/outbox.hpp"
@@ -19,6 +20,8 @@ TEST_CASE("sd_notify datagrams")
     CHECK(notify_message::watchdog() == "WATCHDOG=1");
     // A newline would end STATUS= and start a bogus assignment.
     CHECK(notify_message::status("a\nREADY=1") == "STATUS=a READY=1");
+    // systemd ignores a status that is not UTF-8.
+    CHECK(notify_message::status("path \xff") == "STATUS=path \xef\xbf\xbd");
 }
 
 namespace {
@@ -151,6 +154,18 @@ TEST_CASE("an NKey seed gives its public key")
     CHECK_FALSE(nats::nkey_public_from_seed("SUAOOC4CIFBWJWPSDBEL7ATEIZURY5CMMP564CEVTFZQ4M7INFFWEEAT5A"));  // bad CRC
     CHECK_FALSE(nats::nkey_public_from_seed("UASWSB6ODZQ2WF3NUKZ2P65ZMDYO56EFDR4AKL42NV4NPBLHU2TU26CA"));
     CHECK_FALSE(nats::nkey_public_from_seed(""));
+}
+
+TEST_CASE("a secret file's errors name the config file and the key's line:column")
+{
+    const auto loaded = config::load_string("nats:\n  token_file: /nonexistent/token\n", "c.yaml");
+    REQUIRE(loaded.config);
+    CHECK(nats::resolve_auth(loaded.config->nats).errors ==
+        std::vector<std::string>{
+            "c.yaml:2:3: nats.token_file: /nonexistent/token: cannot open: No such file or directory"});
+    // Where a key stands is not a setting: moving it is no change to reconnect for.
+    CHECK(config::load_string("nats: {token_file: /t}", "c.yaml").config->nats ==
+        config::load_string("\n\nnats:\n  token_file: /t\n", "c.yaml").config->nats);
 }
 
 TEST_CASE("command line")
