@@ -264,7 +264,7 @@ std::optional<std::string> Leaf::reload()
         errors.push_back(diagnostic.str());
     std::optional<nats::Auth> auth;
     if (loaded.config) {
-        auto resolved = nats::resolve_auth(loaded.config->nats);
+        auto resolved = nats::resolve_auth(loaded.config->nats, loaded.origin);
         errors.insert(errors.end(), resolved.errors.begin(), resolved.errors.end());
         auth = std::move(resolved.auth);
         if (loaded.config->dbus.bus != config_.dbus.bus)

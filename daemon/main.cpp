@@ -21,7 +21,7 @@ using namespace cim;
 
 // Validation shared by --check-config and start-up: every problem, one line
 // each. Secrets are only checked for their form here; start-up reads them.
-std::optional<config::Config> load(const std::string& path, bool interactive)
+config::LoadResult load(const std::string& path, bool interactive)
 {
     auto loaded = config::load_file(path);
     for (const auto& diagnostic : loaded.errors) {
@@ -30,7 +30,7 @@ std::optional<config::Config> load(const std::string& path, bool interactive)
         else
             spdlog::error("{}", diagnostic.str());
     }
-    return loaded.config;
+    return loaded;
 }
 
 // After the loop: how long NATS threads may take to let go of the daemon.
@@ -38,10 +38,10 @@ constexpr std::chrono::milliseconds nats_exit_bound{1000};
 
 int run(const cli::Run& options)
 {
-    auto config = load(options.config_path, false);
-    if (!config)
+    auto loaded = load(options.config_path, false);
+    if (!loaded.config)
         return cli::exit_config;
-    auto auth = nats::resolve_auth(config->nats);
+    auto auth = nats::resolve_auth(loaded.config->nats, loaded.origin);
     for (const auto& error : auth.errors)
         spdlog::error("{}", error);
     if (!auth.auth)
@@ -49,7 +49,7 @@ int run(const cli::Run& options)
 
     EventLoop loop;
     Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
-        std::move(*config), std::move(*auth.auth));
+        std::move(*loaded.config), std::move(*auth.auth));
     const int code = leaf.start() ? loop.run() : 1;
     if (!leaf.let_go_of_nats(nats_exit_bound)) {
         // A connect attempt to a silent server cannot be interrupted, and
@@ -80,7 +80,7 @@ int main(int argc, char** argv)
                 if constexpr (std::is_same_v<T, cli::Run>) {
                     return run(command);
                 } else if constexpr (std::is_same_v<T, cli::CheckConfig>) {
-                    return load(command.config_path, true) ? 0 : cli::exit_config;
+                    return load(command.config_path, true).config ? 0 : cli::exit_config;
                 } else if constexpr (std::is_same_v<T, cli::PrintSchema>) {
                     std::cout << config::json_schema().dump(2) << "\n";
                     return 0;

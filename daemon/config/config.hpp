@@ -39,19 +39,6 @@ struct ReconnectConfig {
     bool operator==(const ReconnectConfig&) const = default;
 };
 
-// Where keys were written in the config file, so that problems found after
-// loading (a secret file that cannot be read) point at the key, as loading
-// errors do. Not a setting: configurations never differ by it.
-struct Origin {
-    struct Place {
-        int line = 0;  // 1-based
-        int column = 0;
-    };
-    std::string file;
-    std::map<std::string, Place> keys;  // dotted key path -> where it stands
-    bool operator==(const Origin&) const { return true; }
-};
-
 struct NatsConfig {
     std::vector<std::string> servers;
     std::string name;
@@ -62,7 +49,6 @@ struct NatsConfig {
     std::string nkey_seed_file;
     TlsConfig tls;
     ReconnectConfig reconnect;
-    Origin origin;  // of the nats.* keys
     bool operator==(const NatsConfig&) const = default;
 };
 

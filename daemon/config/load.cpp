@@ -159,13 +159,12 @@ public:
         errors.push_back({file_, 0, 0, std::move(key), std::move(message)});
     }
 
-    // Where the keys under `prefix` were written.
-    Origin origin(const std::string& prefix) const
+    // Where the keys were written.
+    Origin origin() const
     {
         Origin out{file_, {}};
         for (const auto& [key, mark] : marks)
-            if (key.starts_with(prefix))
-                out.keys[key] = {mark.line + 1, mark.column + 1};
+            out.keys[key] = {mark.line + 1, mark.column + 1};
         return out;
     }
 
@@ -502,8 +501,7 @@ LoadResult finish(Loader& loader, Config&& config)
     }
     if (!loader.errors.empty())
         return {std::nullopt, std::move(loader.errors)};
-    config.nats.origin = loader.origin("nats.");
-    return {std::move(config), {}};
+    return {std::move(config), {}, loader.origin()};
 }
 
 }  // namespace

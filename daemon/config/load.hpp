@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +22,18 @@ struct Diagnostic {
     std::string str() const;
 };
 
+// Where the keys were written in the config file, so that problems found
+// after loading (a secret file that cannot be read) point at the key, as
+// loading errors do.
+struct Origin {
+    struct Place {
+        int line = 0;  // 1-based
+        int column = 0;
+    };
+    std::string file;
+    std::map<std::string, Place> keys;  // dotted key path -> where it stands
+};
+
 // A problem found after loading, at the key `origin` knows the place of
 // (the file alone when it does not).
 Diagnostic diagnostic_at(const Origin& origin, std::string key, std::string message);
@@ -28,6 +41,7 @@ Diagnostic diagnostic_at(const Origin& origin, std::string key, std::string mess
 struct LoadResult {
     std::optional<Config> config;  // set exactly when `errors` is empty
     std::vector<Diagnostic> errors;
+    Origin origin;
 };
 
 // Larger files are refused before parsing: a config is a few hundred bytes.

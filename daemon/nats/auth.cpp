@@ -8,7 +8,6 @@
 #include <cstring>
 #include <memory>
 
-#include "config/load.hpp"
 #include "util/file.hpp"
 
 namespace cim::nats {
@@ -174,9 +173,9 @@ std::optional<std::string> nkey_public_from_seed(const std::string& seed)
     return base32_encode(encoded);
 }
 
-AuthResult resolve_auth(const config::NatsConfig& nats)
+AuthResult resolve_auth(const config::NatsConfig& nats, const config::Origin& origin)
 {
-    Resolver resolver(nats.origin);
+    Resolver resolver(origin);
     Auth auth;
     auth.credentials_file = resolver.readable("nats.credentials_file", nats.credentials_file);
     auth.user = nats.user;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config/load.hpp"
 
 namespace cim::nats {
 
@@ -32,7 +33,7 @@ struct AuthResult {
 
 // Relative secret paths are systemd credential names: they resolve against
 // $CREDENTIALS_DIRECTORY (LoadCredential=).
-AuthResult resolve_auth(const config::NatsConfig& nats);
+AuthResult resolve_auth(const config::NatsConfig& nats, const config::Origin& origin);
 
 // The public key ("U...") of an NKey seed ("SU..."), or nullopt if `seed` is
 // not a valid seed.

@@ -160,7 +160,7 @@ TEST_CASE("a secret file's errors name the config file and the key's line:column
 {
     const auto loaded = config::load_string("nats:\n  token_file: /nonexistent/token\n", "c.yaml");
     REQUIRE(loaded.config);
-    CHECK(nats::resolve_auth(loaded.config->nats).errors ==
+    CHECK(nats::resolve_auth(loaded.config->nats, loaded.origin).errors ==
         std::vector<std::string>{
             "c.yaml:2:3: nats.token_file: /nonexistent/token: cannot open: No such file or directory"});
     // Where a key stands is not a setting: moving it is no change to reconnect for.
