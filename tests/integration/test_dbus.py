@@ -99,12 +99,13 @@ def test_reload_takes_the_sighup_path(ready_leaf, session_bus, notify):
     assert prop(session_bus, "Healthy") == "b false"  # degraded until a good reload
 
 
-def test_text_that_is_not_utf8_reaches_dbus_as_utf8(daemons, notify, session_bus):
+def test_text_that_is_not_utf8_reaches_dbus_as_utf8(daemons, notify, session_bus, nats_server):
     """sd-bus refuses strings that are not UTF-8. A rejected reload's error
     names the config file, here at a path that is not UTF-8: LastError and its
-    PropertiesChanged must still go out, and the daemon must live on."""
+    PropertiesChanged must still go out, and the daemon must live on. (NATS is
+    up, so that no connect error replaces LastError meanwhile.)"""
     env = {"DBUS_SESSION_BUS_ADDRESS": session_bus.address}
-    leaf = daemons(leaf_config(dbus={"bus": "session"}, systemd={"ready_on": "started"}), notify=notify, env=env,
+    leaf = daemons(leaf_config(nats_server, dbus={"bus": "session"}), notify=notify, env=env,
                    name="leaf-\udcff").start()  # byte 0xff in the file name
     notify.wait_for("READY", "1", timeout=10)
     leaf.write_config("heartbeat: {interval: soon}\n")
