@@ -16,10 +16,10 @@ def reload_to(leaf, notify, config):
     leaf.write_config(config)
     after = len(notify.snapshot())
     leaf.signal(signal.SIGHUP)
-    index, _ = notify.wait_for("RELOADING", "1", after=after)
-    _, _ = notify.wait_for("READY", "1", after=index + 1)
-    times = notify.snapshot()
-    return times[-1][0] - times[index][0] if times[-1][1].get("READY") else 0.0
+    reloading, _ = notify.wait_for("RELOADING", "1", after=after)
+    ready, _ = notify.wait_for("READY", "1", after=reloading + 1)
+    messages = notify.snapshot()
+    return messages[ready][0] - messages[reloading][0]
 
 
 def watchdog_gaps(notify, after):
