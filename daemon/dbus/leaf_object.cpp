@@ -50,7 +50,7 @@ void LeafObject::changed(const LiveState& before, const LiveState& after)
 
 std::string LeafObject::GetHealth()
 {
-    return util::to_valid_utf8(control_.health_json());
+    return control_.health_json();  // JSON dumped with invalid UTF-8 replaced already
 }
 
 std::string LeafObject::Ping()
