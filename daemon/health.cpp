@@ -4,6 +4,7 @@
 #include <array>
 
 #include "util/ids.hpp"
+#include "version.hpp"
 
 namespace cim {
 
@@ -18,10 +19,13 @@ struct Check {
 
 Check nats_check(const LiveState& live)
 {
-    int severity = live.nats_connected ? (live.events_dropped > 0 ? 1 : 0) : 2;
+    const int severity = live.nats_connected ? (live.recent_loss ? 1 : 0) : 2;
     return {severity,
-        {{"connected", live.nats_connected}, {"server", live.nats_server}, {"reconnects", live.reconnects},
-            {"events_buffered", live.events_buffered}, {"events_dropped", live.events_dropped}}};
+        {{"connected", live.nats_connected}, {"server", live.nats_server}, {"max_payload", live.max_payload},
+            {"reconnects", live.reconnects}, {"heartbeats_refused", live.heartbeats_refused},
+            {"events_buffered", live.events_buffered}, {"events_dropped", live.events_dropped},
+            {"events_truncated", live.events_truncated}, {"last_loss", live.last_loss},
+            {"degraded_until", live.recent_loss ? util::rfc3339(live.loss_until) : std::string()}}};
 }
 
 Check dbus_check(const LiveState& live)
@@ -62,11 +66,6 @@ int worst_severity(const Checks& checks)
 }
 
 }  // namespace
-
-std::int64_t uptime_seconds(const LiveState& live, std::chrono::steady_clock::time_point now)
-{
-    return std::chrono::duration_cast<std::chrono::seconds>(now - live.started_steady).count();
-}
 
 std::string health_status(const LiveState& live)
 {

@@ -7,16 +7,24 @@
 
 #include "config/load.hpp"
 #include "dbus/bus.hpp"
+#include "health.hpp"
 #include "log.hpp"
+#include "util/json.hpp"
+#include "version.hpp"
 
 namespace cim {
 
 namespace {
 
-// SIGTERM to exit: NATS gets this long to deliver what is in flight; the
-// loop gives up a little later in any case.
-constexpr std::chrono::milliseconds drain_timeout{3000};
-constexpr std::chrono::milliseconds stop_deadline{5000};
+// SIGTERM to exit within 3 s (README): NATS gets `drain_timeout` to deliver
+// what is in flight (nats.c closes the connection by then, plus its grace),
+// the loop gives up at `stop_deadline` in any case, and main() waits a last
+// moment for NATS threads (main.cpp).
+constexpr std::chrono::milliseconds drain_timeout{1200};
+constexpr std::chrono::milliseconds stop_deadline{1600};
+
+// After a heartbeat or event is lost, health stays `degraded` this long.
+constexpr std::chrono::minutes loss_memory{5};
 
 std::uint64_t monotonic_usec()
 {
@@ -41,9 +49,9 @@ bool link_settings_differ(const config::Config& a, const config::Config& b)
 
 }  // namespace
 
-Leaf::Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth)
+Leaf::Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth, nats::Connector connect)
     : loop_(loop), options_(std::move(options)), config_(std::move(config)), auth_(std::move(auth)),
-      outbox_(config_.nats.reconnect.buffer_bytes)
+      connect_(std::move(connect)), outbox_(config_.nats.reconnect.buffer_bytes)
 {
     live_.node_id = config_.node.id;
     live_.domain = config_.node.domain;
@@ -53,7 +61,7 @@ Leaf::Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth a
     live_.watchdog_usec = static_cast<std::uint64_t>(notifier_.watchdog_usec().count());
     live_.started_at = std::chrono::system_clock::now();
     live_.started_steady = std::chrono::steady_clock::now();
-    snapshot_ = live_;
+    snapshot_.update(live_);
 }
 
 Leaf::~Leaf() = default;
@@ -84,10 +92,11 @@ bool Leaf::start()
         }
     }
 
-    const LiveState before = live_;
-    live_.dbus_name_owned = bus_ != nullptr;
-    live_.state = State::connecting;
-    commit(before);
+    {
+        const Change change(*this);
+        live_.dbus_name_owned = bus_ != nullptr;
+        live_.state = State::connecting;
+    }
     spdlog::info(
         "cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id, join(config_.nats.servers));
     emit(nats::make_event("started", {{"version", version_string}}));
@@ -108,128 +117,203 @@ void Leaf::start_link()
 {
     // Handlers of a replaced link must not touch the live state any more.
     const std::uint64_t generation = ++link_generation_;
-    auto current = [this, generation] { return generation == link_generation_; };
-    auto only_current = [this, current](void (Leaf::*handler)(const std::string&)) {
-        return [this, current, handler](const std::string& text) {
-            if (current())
-                (this->*handler)(text);
+    auto only_current = [this, generation](auto handler) {
+        return [this, generation, handler](const auto&... args) {
+            if (generation == link_generation_)
+                (this->*handler)(args...);
         };
     };
-    nats::Link::Handlers handlers{
+    nats::Handlers handlers{
         .connected = only_current(&Leaf::on_connected),
         .disconnected = only_current(&Leaf::on_disconnected),
         .reconnected = only_current(&Leaf::on_connected),
         .error = only_current(&Leaf::on_error),
+        .refused = only_current(&Leaf::on_refused),
         .stopped =
-            [this, current] {
-                if (current())
-                    finish_stop();
+            [this, generation] {
+                if (generation == link_generation_)
+                    loop_.exit(0);  // drained after SIGTERM
             },
-        .health = [this] { return health_json(); },
+        .health = [this] { return snapshot_.json(); },
     };
-    link_ = nats::Link::start(loop_, config_, auth_, std::move(handlers));
+    link_ = connect_(config_, auth_, std::move(handlers));
 }
 
-void Leaf::on_connected(const std::string& url)
+void Leaf::on_connected(const nats::Server& server)
 {
-    const LiveState before = live_;
+    record_connection(server);
+    // After the change is committed: a health request that follows READY=1
+    // must see the connection.
+    if (config_.systemd.ready_on == config::ReadyOn::connected)
+        mark_ready();
+}
+
+void Leaf::record_connection(const nats::Server& server)
+{
+    const Change change(*this);
     live_.nats_connected = true;
-    live_.nats_server = url;
+    live_.nats_server = server.url;
+    live_.max_payload = server.max_payload;
     live_.last_error.clear();
     if (!stopping_)
         live_.state = State::connected;
-    // Any connection after the first, by nats.c's reconnect or a new link
-    // after a closed one, is a reconnect to whoever watches this node.
-    const bool again = ever_connected_;
+    // A connection after NATS was lost is a reconnect to whoever watches this
+    // node; the first one, and a reload's move to new settings, are not.
+    const bool again = nats_lost_;
+    nats_lost_ = false;
     ever_connected_ = true;
     if (again) {
         ++live_.reconnects;
-        spdlog::info("reconnected to NATS at {} (reconnect {})", url, live_.reconnects);
+        spdlog::info("reconnected to NATS at {} (reconnect {})", server.url, live_.reconnects);
     } else {
-        spdlog::info("connected to NATS at {}", url);
+        spdlog::info("connected to NATS at {}", server.url);
     }
-    commit(before);
     // The reconnect event goes first, then what was raised during the outage.
-    if (again && !send(message_for(nats::make_event("nats_reconnected", {{"server", url}}))))
-        emit(nats::make_event("nats_reconnected", {{"server", url}}));
-    flush_outbox();
-    if (config_.systemd.ready_on == config::ReadyOn::connected)
-        mark_ready();
+    if (again)
+        emit(nats::make_event("nats_reconnected", {{"server", server.url}}), nats::Outbox::Place::first);
+    else
+        flush_outbox();
 }
 
 void Leaf::on_disconnected(const std::string& reason)
 {
     if (stopping_ || !live_.nats_connected)
         return;  // nothing lost: a connection that never got confirmed
-    const LiveState before = live_;
+    const Change change(*this);
+    nats_lost_ = true;
     live_.nats_connected = false;
     live_.nats_server.clear();
+    live_.max_payload = 0;
     live_.state = State::reconnecting;
     live_.last_error = "NATS connection lost" + (reason.empty() ? "" : ": " + reason);
     spdlog::warn("{}; reconnecting", live_.last_error);
-    commit(before);
 }
 
 void Leaf::on_error(const std::string& error)
 {
     if (stopping_)
         return;  // draining closes the connection on purpose
-    const LiveState before = live_;
+    const Change change(*this);
     if (error != live_.last_error)
         spdlog::warn("{}", error);
     live_.last_error = error;
-    commit(before);
+}
+
+void Leaf::on_refused(const std::string& subject, const std::string& why)
+{
+    const Change change(*this);
+    if (subject == heartbeat_subject()) {
+        // publish() counted it as sent; the server has the last word.
+        if (live_.heartbeats_sent > 0)
+            --live_.heartbeats_sent;
+        ++live_.heartbeats_refused;
+    } else if (subject.starts_with(events_subject_prefix())) {
+        ++live_.events_dropped;
+    }
+    record_loss("NATS refused a publish: " + why);
+}
+
+std::string Leaf::heartbeat_subject() const
+{
+    return config_.subjects.prefix + "." + config_.node.id + ".heartbeat";
+}
+
+std::string Leaf::events_subject_prefix() const
+{
+    return config_.subjects.prefix + "." + config_.node.id + ".events.";
 }
 
 void Leaf::beat()
 {
     if (!live_.nats_connected)
         return;  // a missed beat says more than a stale one replayed later
-    const LiveState before = live_;
-    const std::string subject = config_.subjects.prefix + "." + config_.node.id + ".heartbeat";
-    const auto payload = nats::dump(
-        nats::heartbeat_json(live_, seq_ + 1, std::chrono::system_clock::now(), std::chrono::steady_clock::now()));
-    if (!link_->publish(subject, payload))
+    const nats::Message message{heartbeat_subject(),
+        util::dump(nats::heartbeat_json(
+            live_, seq_ + 1, std::chrono::system_clock::now(), std::chrono::steady_clock::now())),
+        {}};
+    const nats::Published published = link_->publish(message);
+    if (published.outcome == nats::Published::Outcome::no_connection)
         return;
-    ++seq_;
-    ++live_.heartbeats_sent;
-    spdlog::debug("heartbeat {} sent on {}", seq_, subject);
-    commit(before);
+    const Change change(*this);
+    ++seq_;  // a refused beat leaves a gap in seq, as it should
+    if (published) {
+        ++live_.heartbeats_sent;
+        spdlog::debug("heartbeat {} sent on {}", seq_, message.subject);
+    } else {
+        ++live_.heartbeats_refused;
+        record_loss("heartbeat not sent: " + published.why +
+            (published.outcome == nats::Published::Outcome::too_big ? " (fewer or shorter node.labels)" : ""));
+    }
 }
 
-nats::Outbox::Message Leaf::message_for(const nats::Event& event) const
+nats::Message Leaf::message_for(const nats::Event& event) const
 {
-    return {config_.subjects.prefix + "." + config_.node.id + ".events." + event.event_type,
-        nats::dump(nats::event_json(live_, event)),
+    return {events_subject_prefix() + event.event_type, util::dump(nats::event_json(live_.node_id, event)),
         {{"X-Message-ID", event.event_id}, {"X-Correlation-ID", event.correlation_id},
             {"X-Causation-ID", event.causation_id}}};
 }
 
-void Leaf::emit(const nats::Event& event)
+void Leaf::emit(const nats::Event& event, nats::Outbox::Place place)
 {
-    auto message = message_for(event);
-    if (live_.nats_connected && outbox_.size() == 0 && send(message))
-        return;
-    const LiveState before = live_;
-    if (!outbox_.push(std::move(message)))
-        spdlog::warn("event {} dropped: the outbox already holds {} bytes (nats.reconnect.buffer_bytes)",
-            event.event_type, outbox_.bytes());
-    live_.events_buffered = outbox_.size();
-    live_.events_dropped = outbox_.dropped();
-    commit(before);
+    const Change change(*this);
+    if (!outbox_.push(message_for(event), place)) {
+        ++live_.events_dropped;
+        record_loss("event " + event.event_type + " dropped: the outbox already holds " +
+            std::to_string(outbox_.bytes()) + " bytes (nats.reconnect.buffer_bytes)");
+    }
+    flush_outbox();
 }
 
-bool Leaf::send(const nats::Outbox::Message& message)
+// Publishes an event; one over the server's max_payload goes out with its
+// text cut to fit (and says so), so no event is ever too big to send.
+nats::Published Leaf::send_event(nats::Message& message)
 {
-    return link_ && link_->publish(message.subject, message.payload, message.headers);
+    nats::Published published = link_->publish(message);
+    if (published.outcome != nats::Published::Outcome::too_big || live_.max_payload <= 0)
+        return published;
+    const std::size_t before = message.payload.size();
+    auto fitted = nats::fit_event(message.payload, live_.max_payload - nats::header_bytes(message.headers));
+    if (!fitted)
+        return published;
+    message.payload = std::move(*fitted);
+    published = link_->publish(message);
+    if (published) {
+        spdlog::warn("{} cut from {} to {} bytes to fit the server's max_payload of {}", message.subject, before,
+            message.payload.size(), live_.max_payload);
+        ++live_.events_truncated;
+    }
+    return published;
 }
 
+// Sends what the outbox holds, in order, while connected.
 void Leaf::flush_outbox()
 {
-    const LiveState before = live_;
-    outbox_.flush([this](const nats::Outbox::Message& message) { return send(message); });
+    const Change change(*this);
+    if (live_.nats_connected)
+        outbox_.flush([this](nats::Message& message) {
+            const nats::Published published = send_event(message);
+            if (!published && published.outcome != nats::Published::Outcome::no_connection) {
+                ++live_.events_dropped;
+                record_loss(message.subject + " not sent: " + published.why);
+            }
+            return published;
+        });
     live_.events_buffered = outbox_.size();
-    commit(before);
+}
+
+// Within a commit: a heartbeat or event is lost. Health says `degraded`
+// until `loss_memory` has passed without another loss.
+void Leaf::record_loss(const std::string& why)
+{
+    if (why != live_.last_loss)
+        spdlog::warn("{}", why);  // once while the reason stays the same
+    live_.last_loss = why;
+    live_.recent_loss = true;
+    live_.loss_until = std::chrono::system_clock::now() + loss_memory;
+    loss_timer_ = loop_.after(loss_memory, [this] {
+        const Change change(*this);
+        live_.recent_loss = false;
+    });
 }
 
 void Leaf::mark_ready()
@@ -249,11 +333,12 @@ std::optional<std::string> Leaf::reload()
     // Before READY=1 there is no reload for systemd to track: the new config
     // is simply what READY=1 will be sent with.
     const bool announce = ready_;
-    LiveState before = live_;
-    live_.state = State::reloading;
-    if (announce)
-        notify(notify_message::reloading(monotonic_usec(), status_text(live_)));
-    commit(before);
+    {
+        const Change change(*this);
+        live_.state = State::reloading;
+        if (announce)
+            notify(notify_message::reloading(monotonic_usec(), status_text(live_)));
+    }
     spdlog::info("reloading {}", options_.config_path);
     const nats::Event reloading = nats::make_event("reloading", {{"config", options_.config_path}});
     emit(reloading);
@@ -272,7 +357,7 @@ std::optional<std::string> Leaf::reload()
                 ": dbus.bus: cannot change while running; restart the service to move to another bus");
     }
 
-    before = live_;
+    const Change change(*this);
     std::optional<std::string> error;
     if (errors.empty()) {
         config::Config next = std::move(*loaded.config);
@@ -290,10 +375,11 @@ std::optional<std::string> Leaf::reload()
         live_.last_reload_failed = false;
         live_.last_error.clear();
         if (relink) {
-            spdlog::info("NATS settings changed: reconnecting");
+            spdlog::info("NATS settings changed: moving to a new connection");
             link_->stop(drain_timeout);  // drains on its own thread, then goes
             live_.nats_connected = false;
             live_.nats_server.clear();
+            live_.max_payload = 0;
             start_link();
         }
         spdlog::info("configuration reloaded");
@@ -311,7 +397,6 @@ std::optional<std::string> Leaf::reload()
     live_.state = live_.nats_connected ? State::connected : ever_connected_ ? State::reconnecting : State::connecting;
     if (announce)
         notify(notify_message::ready(status_text(live_)));
-    commit(before);
     return error;
 }
 
@@ -320,49 +405,53 @@ void Leaf::stop()
     if (stopping_)
         return;
     stopping_ = true;
-    const LiveState before = live_;
-    live_.state = State::stopping;
-    notify(notify_message::stopping(status_text(live_)));
-    commit(before);
+    {
+        const Change change(*this);
+        live_.state = State::stopping;
+        notify(notify_message::stopping(status_text(live_)));
+    }
     spdlog::info("stopping");
     emit(nats::make_event("stopping"));
     heartbeat_timer_ = EventSource();
+    if (!live_.nats_connected) {
+        // Nothing to drain; a connect attempt that still runs is not waited for.
+        loop_.exit(0);
+        return;
+    }
     stop_deadline_ = loop_.after(stop_deadline, [this] {
         spdlog::warn("NATS did not drain within {} ms; exiting anyway", stop_deadline.count());
-        finish_stop();
+        loop_.exit(0);
     });
     link_->stop(drain_timeout);
 }
 
-void Leaf::finish_stop()
-{
-    loop_.exit(0);
-}
-
-bool Leaf::let_go_of_nats(std::chrono::milliseconds bound)
+void Leaf::release_nats(std::chrono::milliseconds drain)
 {
     if (link_)
-        link_->stop(bound / 2);  // after an exit on error the link still runs
-    return nats::Link::wait_for_all_stopped(bound);
+        link_->stop(drain);  // after an exit on error the link still runs
 }
 
 std::string Leaf::health_json() const
 {
-    // Under a burst of requests the same answer serves a whole millisecond
-    // (the resolution of its "time"), until the state changes.
-    const auto now = std::chrono::system_clock::now();
-    std::lock_guard lock(snapshot_mutex_);
-    if (health_cache_.empty() || now - health_cache_time_ >= std::chrono::milliseconds(1)) {
-        health_cache_ = nats::dump(cim::health_json(snapshot_, now, std::chrono::steady_clock::now()));
-        health_cache_time_ = now;
-    }
-    return health_cache_;
+    return snapshot_.json();
 }
 
 void Leaf::notify(const std::string& message)
 {
     notifier_.send(message);
     status_sent_ = status_text(live_);
+}
+
+Leaf::Change::Change(Leaf& leaf) : leaf_(leaf)
+{
+    if (leaf_.changes_++ == 0)
+        before_ = leaf_.live_;
+}
+
+Leaf::Change::~Change()
+{
+    if (--leaf_.changes_ == 0)
+        leaf_.commit(*before_);
 }
 
 void Leaf::commit(const LiveState& before)
@@ -372,9 +461,7 @@ void Leaf::commit(const LiveState& before)
         notify(notify_message::status(status));
     if (bus_)
         bus_->changed(before, live_);
-    std::lock_guard lock(snapshot_mutex_);
-    snapshot_ = live_;
-    health_cache_.clear();
+    snapshot_.update(live_);
 }
 
 }  // namespace cim

@@ -1,7 +1,7 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
@@ -10,9 +10,10 @@
 #include "config/config.hpp"
 #include "dbus/control.hpp"
 #include "event_loop.hpp"
-#include "health.hpp"
+#include "health_snapshot.hpp"
+#include "live_state.hpp"
 #include "nats/auth.hpp"
-#include "nats/link.hpp"
+#include "nats/connection.hpp"
 #include "nats/outbox.hpp"
 #include "nats/payloads.hpp"
 #include "notify.hpp"
@@ -24,9 +25,10 @@ class Bus;
 }
 
 // The daemon: owns the configuration, the live state and the parts that
-// report it (NATS link, D-Bus object, systemd notify), all driven from one
-// event loop. Every state change goes through `commit`, which updates
-// STATUS=, D-Bus properties and the snapshot NATS health replies read.
+// report it (NATS connection, D-Bus object, systemd notify), all driven from
+// one event loop. Every state change happens inside a `Change`; the
+// outermost one commits it: STATUS=, D-Bus properties and the snapshot NATS
+// health replies read.
 class Leaf final : public dbus::Control {
 public:
     struct Options {
@@ -34,16 +36,18 @@ public:
         std::optional<spdlog::level::level_enum> log_level;  // --log-level, wins over log.level
     };
 
-    Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth);
+    // `connect` makes the NATS connection for a configuration (nats::Link,
+    // or a test double).
+    Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth, nats::Connector connect);
     ~Leaf() override;
 
     // Starts every part; returns false (after logging why) when the daemon
     // cannot run, e.g. the D-Bus name is taken.
     bool start();
 
-    // After the loop has ended: stops NATS and waits up to `bound` until no
-    // NATS thread can call into the daemon any more; false if one still runs.
-    bool let_go_of_nats(std::chrono::milliseconds bound);
+    // After the loop has ended: stops NATS (draining for at most `drain`) if
+    // an exit on error left it running.
+    void release_nats(std::chrono::milliseconds drain);
 
     // dbus::Control
     const LiveState& live() const override { return live_; }
@@ -51,49 +55,68 @@ public:
     std::optional<std::string> reload() override;
 
 private:
+    // Changes live_ within its scope; the outermost one commits them.
+    class Change {
+    public:
+        explicit Change(Leaf& leaf);
+        ~Change();
+        Change(const Change&) = delete;
+        Change& operator=(const Change&) = delete;
+
+    private:
+        Leaf& leaf_;
+        std::optional<LiveState> before_;
+    };
+
     void apply_logging();
     void start_link();
     void stop();
-    void finish_stop();
 
-    void on_connected(const std::string& url);
+    // The connection's news (nats::Handlers).
+    void on_connected(const nats::Server& server);
+    void record_connection(const nats::Server& server);
     void on_disconnected(const std::string& reason);
     void on_error(const std::string& error);
+    void on_refused(const std::string& subject, const std::string& why);
 
     void beat();
-    nats::Outbox::Message message_for(const nats::Event& event) const;
-    void emit(const nats::Event& event);
-    bool send(const nats::Outbox::Message& message);
+    nats::Message message_for(const nats::Event& event) const;
+    void emit(const nats::Event& event, nats::Outbox::Place place = nats::Outbox::Place::last);
+    nats::Published send_event(nats::Message& message);
     void flush_outbox();
+    void record_loss(const std::string& why);  // within a Change
 
     void mark_ready();
     void notify(const std::string& message);
     void commit(const LiveState& before);
 
+    std::string heartbeat_subject() const;
+    std::string events_subject_prefix() const;
+
     EventLoop& loop_;
     Options options_;
     config::Config config_;
     nats::Auth auth_;
+    nats::Connector connect_;
     Notifier notifier_;
     LiveState live_;
-
-    mutable std::mutex snapshot_mutex_;
-    LiveState snapshot_;  // live_ as of the last commit, for nats.c threads
-    mutable std::string health_cache_;
-    mutable std::chrono::system_clock::time_point health_cache_time_;
+    HealthSnapshot snapshot_;  // live_ as of the last commit, for nats.c threads
 
     std::vector<EventSource> signals_;
     EventSource heartbeat_timer_;
     EventSource watchdog_timer_;
     EventSource stop_deadline_;
+    EventSource loss_timer_;
 
-    std::shared_ptr<nats::Link> link_;
+    std::shared_ptr<nats::Connection> link_;
     nats::Outbox outbox_;
     std::unique_ptr<dbus::Bus> bus_;
 
+    int changes_ = 0;  // Changes in scope
     std::uint64_t link_generation_ = 0;
     bool ready_ = false;
     bool ever_connected_ = false;
+    bool nats_lost_ = false;  // since the last connection; a reload's new link is not a loss
     bool stopping_ = false;
     std::uint64_t seq_ = 0;
     std::string status_sent_;

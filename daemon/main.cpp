@@ -10,10 +10,11 @@
 #include "config/schema.hpp"
 #include "dbus/status_command.hpp"
 #include "event_loop.hpp"
-#include "health.hpp"
 #include "leaf.hpp"
 #include "log.hpp"
 #include "nats/auth.hpp"
+#include "nats/link.hpp"
+#include "version.hpp"
 
 namespace {
 
@@ -33,8 +34,9 @@ config::LoadResult load(const std::string& path, bool interactive)
     return loaded;
 }
 
-// After the loop: how long NATS threads may take to let go of the daemon.
-constexpr std::chrono::milliseconds nats_exit_bound{1000};
+// After the loop: how long NATS may still drain and its threads take to
+// let go of the daemon; with Leaf's own bounds, SIGTERM exits within 3 s.
+constexpr std::chrono::milliseconds nats_exit_bound{600};
 
 int run(const cli::Run& options)
 {
@@ -48,16 +50,20 @@ int run(const cli::Run& options)
         return cli::exit_config;
 
     EventLoop loop;
+    auto connect = [&loop](const config::Config& config, const nats::Auth& auth, nats::Handlers handlers) {
+        return nats::Link::start(loop, config, auth, std::move(handlers));
+    };
     Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
-        std::move(*loaded.config), std::move(*auth.auth));
+        std::move(*loaded.config), std::move(*auth.auth), connect);
     const int code = leaf.start() ? loop.run() : 1;
-    if (!leaf.let_go_of_nats(nats_exit_bound)) {
+    leaf.release_nats(nats_exit_bound / 2);
+    if (!nats::Link::wait_for_all_stopped(nats_exit_bound)) {
         // A connect attempt to a silent server cannot be interrupted, and
         // nothing is left to deliver: do not wait for it.
         spdlog::warn("a NATS connect attempt still runs after {} ms; exiting without it", nats_exit_bound.count());
         std::_Exit(code);
     }
-    nats_CloseAndWait(1000);  // joins nats.c's library threads
+    nats_CloseAndWait(static_cast<int>(nats_exit_bound.count()));  // joins nats.c's library threads
     if (code == 0)
         spdlog::info("stopped");
     return code;

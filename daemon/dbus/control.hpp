@@ -3,7 +3,7 @@
 #include <optional>
 #include <string>
 
-#include "health.hpp"
+#include "live_state.hpp"
 
 namespace cim::dbus {
 

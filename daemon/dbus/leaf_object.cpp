@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "health.hpp"
 #include "util/text.hpp"
+#include "version.hpp"
 
 namespace cim::dbus {
 

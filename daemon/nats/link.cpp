@@ -24,7 +24,6 @@ constexpr int write_deadline_ms = 2000;
 // connection is noticed: the daemon publishes only while connected and keeps
 // events itself (Outbox), so stale heartbeats are never replayed.
 constexpr int library_buffer_bytes = 64 * 1024;
-constexpr std::chrono::milliseconds max_backoff{60'000};
 // A drain that nats.c has not ended by its own timeout plus this is cut short.
 constexpr std::chrono::milliseconds drain_grace{500};
 
@@ -38,6 +37,9 @@ std::string connect_failure(natsStatus status)
 {
     if (status == NATS_NO_SERVER)
         return "cannot connect to NATS: no server reachable";
+    if (status == NATS_SECURE_CONNECTION_WANTED)
+        return "cannot connect to NATS: the server does not offer TLS, which tls:// and nats.tls require; "
+               "not falling back to plain text";
     natsStatus code = status;
     std::string text = nats_GetLastError(&code);
     // "(conn.c:1905): Authorization Violation": the source location is noise.
@@ -62,6 +64,39 @@ std::string connected_url(natsConnection* connection)
     char url[256] = {};
     natsConnection_GetConnectedUrl(connection, url, sizeof url);
     return url;
+}
+
+// TLS is mandatory when any URL asks for it or any TLS file is given: nats.c
+// would otherwise speak plain text to a server that offers no TLS.
+bool tls_wanted(const config::NatsConfig& nats)
+{
+    return std::any_of(nats.servers.begin(), nats.servers.end(),
+               [](const std::string& url) { return url.starts_with("tls://"); }) ||
+        !nats.tls.ca_file.empty() || !nats.tls.cert_file.empty() || !nats.tls.key_file.empty();
+}
+
+// The subject in a server's 'Permissions Violation for Publish to "x"'.
+std::string quoted_subject(const std::string& text)
+{
+    const std::size_t open = text.find('"');
+    const std::size_t close = open == std::string::npos ? open : text.find('"', open + 1);
+    return close == std::string::npos ? std::string() : text.substr(open + 1, close - open - 1);
+}
+
+natsStatus send(natsConnection* connection, const Message& message)
+{
+    const int size = static_cast<int>(message.payload.size());
+    if (message.headers.empty())
+        return natsConnection_Publish(connection, message.subject.c_str(), message.payload.data(), size);
+    natsMsg* msg = nullptr;
+    natsStatus status = natsMsg_Create(&msg, message.subject.c_str(), nullptr, message.payload.data(), size);
+    for (const auto& [key, value] : message.headers)
+        if (status == NATS_OK)
+            status = natsMsgHeader_Set(msg, key.c_str(), value.c_str());
+    if (status == NATS_OK)
+        status = natsConnection_PublishMsg(connection, msg);
+    natsMsg_Destroy(msg);
+    return status;
 }
 
 // Process-wide state that is never destroyed: nats.c's threads may still
@@ -160,12 +195,6 @@ private:
     std::unordered_map<std::uintptr_t, std::weak_ptr<Link>> links_;
 };
 
-struct Link::Route {
-    enum class Kind { health, service } kind;
-    std::size_t endpoint;  // index in service_'s endpoints (health routes)
-    Link* link;
-};
-
 std::shared_ptr<Link> Link::start(EventLoop& loop, const config::Config& config, Auth auth, Handlers handlers)
 {
     std::shared_ptr<Link> link(new Link(loop, config, std::move(auth), std::move(handlers)));
@@ -179,10 +208,15 @@ bool Link::wait_for_all_stopped(std::chrono::milliseconds bound)
 }
 
 Link::Link(EventLoop& loop, const config::Config& config, Auth auth, Handlers handlers)
-    : loop_(loop), nats_(config.nats), health_subject_(config.subjects.prefix + "." + config.node.id + ".health"),
-      fleet_health_subject_(config.subjects.prefix + ".health"), auth_(std::move(auth)), handlers_(std::move(handlers)),
-      service_(config.node.id, {{"health", health_subject_}, {"fleet-health", fleet_health_subject_}})
+    : loop_(loop), nats_(config.nats), auth_(std::move(auth)), handlers_(std::move(handlers)),
+      service_(config.node.id,
+          {{"health", config.subjects.prefix + "." + config.node.id + ".health"},
+              {"fleet-health", config.subjects.prefix + ".health"}})
 {
+    for (std::size_t i = 0; i < service_.endpoints().size(); ++i)
+        routes_.push_back({Route::Kind::health, service_.endpoints()[i].subject, i, this});
+    for (const std::string& subject : service_.subjects())
+        routes_.push_back({Route::Kind::service, subject, 0, this});
 }
 
 void Link::post(std::function<void(Link&)> work)
@@ -218,25 +252,31 @@ template <typename Work> void Link::with_current(void* key, Work work)
         work(*link);
 }
 
-bool Link::publish(const std::string& subject, const std::string& payload, const Headers& headers)
+Published Link::publish(const Message& message)
 {
+    using Outcome = Published::Outcome;
     std::lock_guard lock(mutex_);
     if (!connection_ || !connected_)
-        return false;
-    natsStatus status = NATS_OK;
-    if (headers.empty()) {
-        status = natsConnection_Publish(connection_, subject.c_str(), payload.data(), static_cast<int>(payload.size()));
-    } else {
-        natsMsg* message = nullptr;
-        status = natsMsg_Create(&message, subject.c_str(), nullptr, payload.data(), static_cast<int>(payload.size()));
-        for (const auto& [key, value] : headers)
-            if (status == NATS_OK)
-                status = natsMsgHeader_Set(message, key.c_str(), value.c_str());
-        if (status == NATS_OK)
-            status = natsConnection_PublishMsg(connection_, message);
-        natsMsg_Destroy(message);
+        return {Outcome::no_connection, "not connected to NATS"};
+    const natsStatus status = send(connection_, message);
+    switch (status) {
+    case NATS_OK:
+        return {};
+    case NATS_MAX_PAYLOAD:
+        return {Outcome::too_big,
+            std::to_string(message.payload.size() + static_cast<std::size_t>(header_bytes(message.headers))) +
+                " bytes, over the server's max_payload of " +
+                std::to_string(natsConnection_GetMaxPayload(connection_))};
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_DRAINING:
+    case NATS_INSUFFICIENT_BUFFER:  // nats.c's reconnect buffer is full
+    case NATS_IO_ERROR:
+    case NATS_TIMEOUT:  // the write deadline: the connection is going down
+        return {Outcome::no_connection, status_text(status)};
+    default:
+        return {Outcome::failed, status_text(status)};
     }
-    return status == NATS_OK;
 }
 
 natsStatus Link::connect(natsConnection** connection, void* attempt)
@@ -274,6 +314,8 @@ natsStatus Link::connect(natsConnection** connection, void* attempt)
     if (s == NATS_OK)
         s = natsOptions_UseGlobalMessageDelivery(options, true);
 
+    if (s == NATS_OK && tls_wanted(nats_))
+        s = natsOptions_SetSecure(options, true);
     if (s == NATS_OK && !auth_.credentials_file.empty())
         s = natsOptions_SetUserCredentialsFromFiles(options, auth_.credentials_file.c_str(), nullptr);
     if (s == NATS_OK && !auth_.user.empty())
@@ -293,14 +335,16 @@ natsStatus Link::connect(natsConnection** connection, void* attempt)
         });
     };
     auto on_reconnected = [](natsConnection* nc, void* key) {
-        with_current(key, [url = connected_url(nc)](Link& link) {
-            link.post([url](Link& self) { self.handlers_.reconnected(url); });
+        with_current(key, [server = Server{connected_url(nc), natsConnection_GetMaxPayload(nc)}](Link& link) {
+            link.post([server](Link& self) { self.handlers_.reconnected(server); });
         });
     };
-    auto on_error = [](natsConnection* nc, natsSubscription*, natsStatus err, void* key) {
-        with_current(key, [text = status_text(err) + ": " + last_error(nc)](Link& link) {
-            link.post([text](Link& self) { self.handlers_.error(text); });
-        });
+    auto on_error = [](natsConnection*, natsSubscription*, natsStatus err, void* key) {
+        // nats.c sets this thread's last error to the server's words for
+        // this very error just before the call.
+        natsStatus code = err;
+        std::string text = nats_GetLastError(&code);
+        with_current(key, [err, text](Link& link) { link.on_async_error(err, text); });
     };
     auto on_closed = [](natsConnection* nc, void* key) {
         // The server's words ("Authorization Violation"): nats.c may close
@@ -329,6 +373,23 @@ natsStatus Link::connect(natsConnection** connection, void* attempt)
     return s;
 }
 
+// Under mutex_ (with_current): what an asynchronous error means.
+void Link::on_async_error(natsStatus status, const std::string& text)
+{
+    if (status == NATS_NOT_PERMITTED && text.find("for Subscription to") != std::string::npos) {
+        // After nats.c's own reconnect the server refused a subscription
+        // back: a connection that cannot answer is given up and retried.
+        give_up_ = "NATS refused a subscription: " + text;
+        changed_.notify_all();
+        return;
+    }
+    if (status == NATS_NOT_PERMITTED && text.find("for Publish to") != std::string::npos) {
+        post([subject = quoted_subject(text), text](Link& self) { self.handlers_.refused(subject, text); });
+        return;
+    }
+    post([text = status_text(status) + (text.empty() ? "" : ": " + text)](Link& self) { self.handlers_.error(text); });
+}
+
 natsStatus Link::subscribe(natsConnection* connection)
 {
     auto handler = [](natsConnection* nc, natsSubscription*, natsMsg* message, void* closure) {
@@ -342,20 +403,10 @@ natsStatus Link::subscribe(natsConnection* connection)
         --link->live_subscriptions_;
         link->changed_.notify_all();
     };
-    if (routes_.empty()) {
-        routes_.push_back(std::make_unique<Route>(Route{Route::Kind::health, 0, this}));
-        routes_.push_back(std::make_unique<Route>(Route{Route::Kind::health, 1, this}));
-        for (std::size_t i = 0; i < service_.subjects().size(); ++i)
-            routes_.push_back(std::make_unique<Route>(Route{Route::Kind::service, 0, this}));
-    }
-    std::vector<std::string> subjects{health_subject_, fleet_health_subject_};
-    for (auto& subject : service_.subjects())
-        subjects.push_back(subject);
-
-    for (std::size_t i = 0; i < subjects.size(); ++i) {
+    for (const Route& route : routes_) {
         natsSubscription* subscription = nullptr;
-        natsStatus s =
-            natsConnection_Subscribe(&subscription, connection, subjects[i].c_str(), handler, routes_[i].get());
+        natsStatus s = natsConnection_Subscribe(
+            &subscription, connection, route.subject.c_str(), handler, const_cast<Route*>(&route));
         if (s != NATS_OK)
             return s;
         std::lock_guard lock(mutex_);
@@ -374,25 +425,25 @@ void Link::on_message(const Route& route, natsConnection* connection, natsMsg* m
 {
     const auto begin = std::chrono::steady_clock::now();
     const char* reply = natsMsg_GetReply(message);
+    // A message without a reply subject is no request: nothing to answer or count.
     if (reply && *reply) {
-        std::optional<std::string> body;
-        if (route.kind == Route::Kind::health)
-            body = handlers_.health();
-        else
-            body = service_.answer(natsMsg_GetSubject(message));
-        if (body)
-            natsConnection_Publish(connection, reply, body->data(), static_cast<int>(body->size()));
+        if (route.kind == Route::Kind::health) {
+            send(connection, {reply, handlers_.health(), {}});
+            service_.record(route.endpoint, std::chrono::steady_clock::now() - begin);
+        } else {
+            Message answer = service_.answer(natsMsg_GetSubject(message));
+            answer.subject = reply;
+            send(connection, answer);
+        }
     }
     natsMsg_Destroy(message);
-    if (route.kind == Route::Kind::health)
-        service_.record(route.endpoint, std::chrono::steady_clock::now() - begin);
 }
 
 void Link::serve(natsConnection* connection)
 {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return closed_ || stop_; });
-    if (closed_)
+    changed_.wait(lock, [&] { return closed_ || stop_ || !give_up_.empty(); });
+    if (closed_ || !give_up_.empty())
         return;
     const auto timeout = drain_timeout_;
     lock.unlock();
@@ -407,14 +458,16 @@ void Link::serve(natsConnection* connection)
     natsConnection_Close(connection);
 }
 
-std::string Link::run_connection(bool& served)
+std::string Link::run_connection()
 {
+    bool served = false;
     void* attempt = process_wide<Attempts>().add(weak_from_this());
     {
         std::lock_guard lock(mutex_);
         attempt_ = attempt;
         closed_ = false;
         close_reason_.clear();
+        give_up_.clear();
     }
     natsConnection* connection = nullptr;
     natsStatus s = connect(&connection, attempt);
@@ -431,12 +484,19 @@ std::string Link::run_connection(bool& served)
         // READY waits for this: the server has every subscription.
         if (s == NATS_OK)
             s = natsConnection_FlushTimeout(connection, flush_timeout_ms);
+        const char* refusal = nullptr;
         if (s != NATS_OK) {
             // Kept, such a connection would never count as connected: start over.
             reason = "subscriptions not confirmed: " + status_text(s);
+        } else if (natsConnection_GetLastError(connection, &refusal) == NATS_NOT_PERMITTED) {
+            // The server answers a refused SUB with -ERR before the flush's
+            // PONG: a daemon that cannot be asked is not ready.
+            reason = std::string("NATS refused a subscription: ") + (refusal ? refusal : "");
+            s = NATS_NOT_PERMITTED;
         } else if (!stopping()) {
             served = true;
-            post([url = connected_url(connection)](Link& link) { link.handlers_.connected(url); });
+            post([server = Server{connected_url(connection), natsConnection_GetMaxPayload(connection)}](
+                     Link& link) { link.handlers_.connected(server); });
         }
         if (s == NATS_OK)
             serve(connection);
@@ -448,7 +508,9 @@ std::string Link::run_connection(bool& served)
         {
             std::unique_lock lock(mutex_);
             changed_.wait(lock, [&] { return closed_ && live_subscriptions_ == 0; });
-            if (served)
+            if (!give_up_.empty())
+                reason = give_up_;
+            else if (served)
                 reason = "NATS connection closed" + (close_reason_.empty() ? "" : ": " + close_reason_);
             connection_ = nullptr;
             connected_ = false;
@@ -465,21 +527,17 @@ std::string Link::run_connection(bool& served)
 void Link::supervise()
 {
     std::mt19937 random(std::random_device{}());
-    auto pause = nats_.reconnect.wait;
     while (!stopping()) {
-        bool served = false;
-        const std::string reason = run_connection(served);
-        if (served)
-            pause = nats_.reconnect.wait;  // it worked once: start the backoff afresh
+        const std::string reason = run_connection();
         std::unique_lock lock(mutex_);
         if (stop_)
             break;
         lock.unlock();
         post([reason](Link& link) { link.handlers_.error(reason); });
-        // Back off up to a minute, with jitter so a fleet spreads out.
+        // The same pause as nats.c's own reconnects: reconnect.wait plus
+        // jitter, so a fleet spreads out and comes back as soon as the server does.
         std::uniform_int_distribution<std::int64_t> jitter(0, nats_.reconnect.jitter.count());
-        const auto delay = pause + std::chrono::milliseconds(jitter(random));
-        pause = std::min(pause * 2, max_backoff);
+        const auto delay = nats_.reconnect.wait + std::chrono::milliseconds(jitter(random));
         lock.lock();
         if (changed_.wait_for(lock, delay, [&] { return stop_; }))
             break;

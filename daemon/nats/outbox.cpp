@@ -4,28 +4,30 @@ namespace cim::nats {
 
 std::int64_t Outbox::size_of(const Message& message)
 {
-    std::size_t size = message.subject.size() + message.payload.size();
-    for (const auto& [key, value] : message.headers)
-        size += key.size() + value.size();
-    return static_cast<std::int64_t>(size);
+    return static_cast<std::int64_t>(message.subject.size() + message.payload.size()) + header_bytes(message.headers);
 }
 
-bool Outbox::push(Message message)
+bool Outbox::push(Message message, Place place)
 {
     const std::int64_t size = size_of(message);
-    if (bytes_ + size > budget_) {
-        ++dropped_;
+    if (bytes_ + size > budget_)
         return false;
-    }
     bytes_ += size;
-    messages_.push_back(std::move(message));
+    if (place == Place::first)
+        messages_.push_front(std::move(message));
+    else
+        messages_.push_back(std::move(message));
     return true;
 }
 
-void Outbox::flush(const std::function<bool(const Message&)>& send)
+void Outbox::flush(const std::function<Published(Message&)>& send)
 {
-    while (!messages_.empty() && send(messages_.front())) {
-        bytes_ -= size_of(messages_.front());
+    while (!messages_.empty()) {
+        const std::int64_t size = size_of(messages_.front());
+        const Published published = send(messages_.front());
+        if (published.outcome == Published::Outcome::no_connection)
+            return;
+        bytes_ -= size;
         messages_.pop_front();
     }
 }

@@ -2,17 +2,27 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "health.hpp"
+#include "config/config.hpp"
+#include "live_state.hpp"
 
 namespace cim::nats {
 
 // io.cim.leaf.v1.heartbeat
 nlohmann::json heartbeat_json(const LiveState& live, std::uint64_t seq, std::chrono::system_clock::time_point now,
     std::chrono::steady_clock::time_point now_steady);
+
+// The size of the largest heartbeat `config` can produce (its labels and
+// domain are fixed; state, seq and uptime vary), to check it against the
+// servers' max_payload before any server is asked.
+std::size_t largest_heartbeat_bytes(const config::Config& config);
+
+// NATS's default max_payload (nats-server's max_payload setting).
+inline constexpr std::int64_t default_max_payload = 1 << 20;
 
 // A lifecycle event in the CIM envelope. A chain of events (reloading ->
 // reloaded) shares the correlation id of its first event; each names the
@@ -29,10 +39,13 @@ struct Event {
 Event make_event(std::string event_type, nlohmann::json data = nlohmann::json::object(), const Event* cause = nullptr);
 
 // io.cim.leaf.v1.event
-nlohmann::json event_json(const LiveState& live, const Event& event);
+nlohmann::json event_json(const std::string& node_id, const Event& event);
 
-// Serialises for the wire; invalid UTF-8 from outside (labels, errors) is
-// replaced rather than allowed to throw.
-std::string dump(const nlohmann::json& json);
+// The event payload `payload` cut to at most `limit` bytes, so that an event
+// always fits the server's max_payload: the longest text in its data is
+// shortened (ending in "…"), then the longest list loses items, until it
+// fits, and data.truncated says it was cut. Nullopt when even the envelope
+// with empty data does not fit.
+std::optional<std::string> fit_event(const std::string& payload, std::int64_t limit);
 
 }  // namespace cim::nats

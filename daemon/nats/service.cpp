@@ -1,8 +1,9 @@
 #include "nats/service.hpp"
 
-#include "health.hpp"
-#include "nats/payloads.hpp"
 #include "util/ids.hpp"
+#include "util/json.hpp"
+#include "util/text.hpp"
+#include "version.hpp"
 
 namespace cim::nats {
 
@@ -18,19 +19,23 @@ std::vector<std::string> Service::subjects() const
     return {base, base + "." + name, base + "." + name + "." + id_};
 }
 
-std::optional<std::string> Service::answer(const std::string& subject)
+Message Service::answer(const std::string& subject)
 {
     // $SRV.<VERB>[.<name>[.<id>]]: the wildcard subscriptions match the verb.
     const std::size_t start = 5;  // after "$SRV."
     const std::size_t end = subject.find('.', start);
     const std::string verb = subject.substr(start, end == std::string::npos ? std::string::npos : end - start);
     if (verb == "PING")
-        return dump(ping());
+        return {{}, util::dump(ping()), {}};
     if (verb == "INFO")
-        return dump(info());
+        return {{}, util::dump(info()), {}};
     if (verb == "STATS")
-        return dump(stats());
-    return std::nullopt;
+        return {{}, util::dump(stats()), {}};
+    return {{},
+        {},
+        {{"Nats-Service-Error", "unknown verb " + util::quote(verb) + ": " + name +
+                    " answers PING, INFO and STATS"},
+            {"Nats-Service-Error-Code", "400"}}};
 }
 
 void Service::record(std::size_t index, std::chrono::nanoseconds processing, const std::string& error)

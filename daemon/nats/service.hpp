@@ -3,11 +3,12 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "nats/connection.hpp"
 
 namespace cim::nats {
 
@@ -26,12 +27,15 @@ public:
 
     Service(std::string id, std::vector<Endpoint> endpoints);
 
+    const std::vector<Endpoint>& endpoints() const { return endpoints_; }
+
     // The subjects to subscribe to: $SRV.*, $SRV.*.cim-leaf, $SRV.*.cim-leaf.<id>.
     std::vector<std::string> subjects() const;
 
-    // The reply to a request on `subject`, or nullopt when it is not ours to
-    // answer (another service's verb).
-    std::optional<std::string> answer(const std::string& subject);
+    // The reply (without its subject) to a request on `subject`: a verb
+    // ADR-32 does not define gets a service error (Nats-Service-Error
+    // headers), as a micro client expects, instead of silence.
+    Message answer(const std::string& subject);
 
     // Records one handled request of endpoint `index`.
     void record(std::size_t index, std::chrono::nanoseconds processing, const std::string& error = {});

@@ -148,3 +148,19 @@ std::string to_valid_utf8(std::string_view text)
 }
 
 }  // namespace cim::util
+
+namespace cim::util {
+
+std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes)
+{
+    std::size_t end = 0;
+    while (end < text.size()) {
+        const std::size_t length = std::max<std::size_t>(utf8_sequence_length(text.substr(end)), 1);
+        if (end + length > max_bytes)
+            break;
+        end += length;
+    }
+    return text.substr(0, end);
+}
+
+}  // namespace cim::util

@@ -30,3 +30,11 @@ std::optional<std::string> find_non_text(std::string_view text);
 std::string to_valid_utf8(std::string_view text);
 
 }  // namespace cim::util
+
+namespace cim::util {
+
+// The longest prefix of valid UTF-8 `text` of at most `max_bytes` that ends
+// at a character boundary.
+std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes);
+
+}  // namespace cim::util

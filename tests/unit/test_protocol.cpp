@@ -8,6 +8,9 @@
 #include "nats/payloads.hpp"
 #include "nats/service.hpp"
 #include "notify.hpp"
+#include "util/json.hpp"
+#include "util/text.hpp"
+#include "version.hpp"
 
 using namespace cim;
 
@@ -42,11 +45,13 @@ LiveState connected_state()
 
 }  // namespace
 
-TEST_CASE("health: ok when connected, failing without NATS or the D-Bus name, degraded after drops")
+TEST_CASE("health: ok when connected, failing without NATS or the D-Bus name, degraded after a recent loss")
 {
     LiveState live = connected_state();
     CHECK(health_status(live) == "ok");
-    live.events_dropped = 1;
+    live.events_dropped = 1;  // long ago
+    CHECK(health_status(live) == "ok");
+    live.recent_loss = true;
     CHECK(health_status(live) == "degraded");
     live.nats_connected = false;
     CHECK(health_status(live) == "failing");
@@ -104,44 +109,90 @@ TEST_CASE("events: a chain shares its correlation id, each names its cause")
     CHECK(second.correlation_id == first.event_id);
     CHECK(second.causation_id == first.event_id);
     CHECK(second.event_id > first.event_id);  // UUIDv7 sorts by time
-    const auto json = nats::event_json(connected_state(), second);
+    const auto json = nats::event_json("leaf-01", second);
     CHECK(json["type"] == "io.cim.leaf.v1.event");
     CHECK(json["event_type"] == "reloaded");
     CHECK(json["event_id"].get<std::string>()[14] == '7');
 }
 
-TEST_CASE("outbox keeps order within its budget and counts what it drops")
+TEST_CASE("outbox keeps order within its budget; what can never go through does not hold up the rest")
 {
-    nats::Outbox outbox(20);
+    using Outcome = nats::Published::Outcome;
+    nats::Outbox outbox(40);
     CHECK(outbox.push({"a", "1234", {}}));
     CHECK(outbox.push({"b", "1234", {}}));
-    CHECK_FALSE(outbox.push({"c", "0123456789abc", {}}));
-    CHECK(outbox.dropped() == 1);
-    std::vector<std::string> sent;
-    bool accept = false;
-    outbox.flush([&](const nats::Outbox::Message& m) { return accept && (sent.push_back(m.subject), true); });
-    CHECK(outbox.size() == 2);  // refused: kept
-    accept = true;
-    outbox.flush([&](const nats::Outbox::Message& m) { return accept && (sent.push_back(m.subject), true); });
-    CHECK(sent == std::vector<std::string>{"a", "b"});
+    CHECK_FALSE(outbox.push({"c", "0123456789abcdef0123456789abcdef", {}}));  // over the budget
+    CHECK(outbox.push({"first", "1", {}}, nats::Outbox::Place::first));
+    std::vector<std::string> tried;
+    auto send_with = [&](std::map<std::string, Outcome> outcomes) {
+        return [&tried, outcomes](nats::Message& m) {
+            tried.push_back(m.subject);
+            const auto it = outcomes.find(m.subject);
+            return nats::Published{it == outcomes.end() ? Outcome::sent : it->second, "why"};
+        };
+    };
+    outbox.flush(send_with({{"first", Outcome::no_connection}}));
+    CHECK(outbox.size() == 3);  // no connection: all kept
+    outbox.flush(send_with({{"a", Outcome::too_big}}));
+    CHECK(tried == std::vector<std::string>{"first", "first", "a", "b"});
+    CHECK(outbox.size() == 0);
     CHECK(outbox.bytes() == 0);
+}
+
+TEST_CASE("the header block counts as nats.c counts it")
+{
+    CHECK(nats::header_bytes({}) == 0);
+    // "NATS/1.0\r\n" "X-Message-ID: abc\r\n" "\r\n"
+    CHECK(nats::header_bytes({{"X-Message-ID", "abc"}}) == 10 + 19 + 2);
+}
+
+TEST_CASE("an event too big for the server is cut to fit, and says so")
+{
+    const auto event = nats::make_event(
+        "reload_failed", {{"config", "/etc/cim-leaf/config.yaml"}, {"errors", std::vector<std::string>(100, std::string(300, 'e'))}});
+    const std::string payload = util::dump(nats::event_json("leaf-01", event));
+    REQUIRE(payload.size() > 30000);
+    CHECK(nats::fit_event(payload, 1 << 20) == payload);  // fits: untouched
+    for (std::int64_t limit : {20000, 2048, 600}) {
+        CAPTURE(limit);
+        const auto fitted = nats::fit_event(payload, limit);
+        REQUIRE(fitted);
+        CHECK(static_cast<std::int64_t>(fitted->size()) <= limit);
+        const auto json = nlohmann::json::parse(*fitted);
+        CHECK(json["data"]["truncated"] == true);
+        CHECK(json["event_id"] == event.event_id);  // the envelope is whole
+        CHECK(json["event_type"] == "reload_failed");
+    }
+    // Multi-byte characters are never cut in half.
+    const auto wide = nats::make_event("reload_failed", {{"errors", {std::string(3000, 'x') + "\xc3\xa9\xc3\xa9"}}});
+    for (std::int64_t limit = 500; limit < 700; ++limit) {
+        const auto fitted = nats::fit_event(util::dump(nats::event_json("leaf-01", wide)), limit);
+        REQUIRE(fitted);
+        CHECK_FALSE(util::find_non_text(*fitted));
+    }
+    CHECK_FALSE(nats::fit_event(payload, 100));  // not even the envelope fits
 }
 
 TEST_CASE("$SRV answers with the ADR-32 types")
 {
     nats::Service service("leaf-01", {{"health", "cim.leaf.leaf-01.health"}});
     CHECK(service.subjects() == std::vector<std::string>{"$SRV.*", "$SRV.*.cim-leaf", "$SRV.*.cim-leaf.leaf-01"});
-    const auto ping = nlohmann::json::parse(*service.answer("$SRV.PING"));
+    const auto ping = nlohmann::json::parse(service.answer("$SRV.PING").payload);
     CHECK(ping["type"] == "io.nats.micro.v1.ping_response");
     CHECK(ping["metadata"].is_object());
     service.record(0, std::chrono::nanoseconds(1000));
     service.record(0, std::chrono::nanoseconds(3000), "boom");
-    const auto stats = nlohmann::json::parse(*service.answer("$SRV.STATS.cim-leaf.leaf-01"));
+    const auto stats = nlohmann::json::parse(service.answer("$SRV.STATS.cim-leaf.leaf-01").payload);
     CHECK(stats["endpoints"][0]["num_requests"] == 2);
     CHECK(stats["endpoints"][0]["num_errors"] == 1);
     CHECK(stats["endpoints"][0]["average_processing_time"] == 2000);
-    CHECK(nlohmann::json::parse(*service.answer("$SRV.INFO.cim-leaf"))["endpoints"].size() == 1);
-    CHECK_FALSE(service.answer("$SRV.KV"));
+    CHECK(nlohmann::json::parse(service.answer("$SRV.INFO.cim-leaf").payload)["endpoints"].size() == 1);
+    // A verb ADR-32 does not define: a service error, not silence.
+    const auto unknown = service.answer("$SRV.KV.cim-leaf");
+    CHECK(unknown.payload.empty());
+    CHECK(unknown.headers ==
+        nats::Headers{{"Nats-Service-Error", "unknown verb \"KV\": cim-leaf answers PING, INFO and STATS"},
+            {"Nats-Service-Error-Code", "400"}});
 }
 
 TEST_CASE("an NKey seed gives its public key")
