@@ -228,8 +228,8 @@ void Leaf::beat()
     if (!live_.nats_connected)
         return;  // a missed beat says more than a stale one replayed later
     const nats::Message message{heartbeat_subject(),
-        util::dump(nats::heartbeat_json(
-            live_, seq_ + 1, std::chrono::system_clock::now(), std::chrono::steady_clock::now())),
+        util::dump(
+            nats::heartbeat_json(live_, seq_ + 1, std::chrono::system_clock::now(), std::chrono::steady_clock::now())),
         {}};
     const nats::Published published = link_->publish(message);
     if (published.outcome == nats::Published::Outcome::no_connection)
@@ -345,6 +345,9 @@ std::optional<std::string> Leaf::reload()
 
     std::vector<std::string> errors;
     auto loaded = config::load_file(options_.config_path);
+    if (loaded.config)
+        if (auto problem = nats::oversized_heartbeat(*loaded.config, loaded.origin))
+            loaded.errors.push_back(std::move(*problem));
     for (const auto& diagnostic : loaded.errors)
         errors.push_back(diagnostic.str());
     std::optional<nats::Auth> auth;

@@ -14,6 +14,7 @@
 #include "log.hpp"
 #include "nats/auth.hpp"
 #include "nats/link.hpp"
+#include "nats/payloads.hpp"
 #include "version.hpp"
 
 namespace {
@@ -25,6 +26,11 @@ using namespace cim;
 config::LoadResult load(const std::string& path, bool interactive)
 {
     auto loaded = config::load_file(path);
+    if (loaded.config)
+        if (auto problem = nats::oversized_heartbeat(*loaded.config, loaded.origin)) {
+            loaded.errors.push_back(std::move(*problem));
+            loaded.config.reset();
+        }
     for (const auto& diagnostic : loaded.errors) {
         if (interactive)
             std::cerr << diagnostic.str() << "\n";

@@ -75,13 +75,16 @@ let
   isLoopback = host:
     host == "localhost" || host == "[::1]" || lib.hasPrefix "127." host;
 
-  plaintextRemoteServers = lib.filter
+  # A nats.tls file makes TLS required for nats:// URLs too.
+  tlsRequired = lib.any (file: file != null) (lib.attrValues cfg.settings.nats.tls);
+
+  plaintextRemoteServers = lib.optionals (!tlsRequired) (lib.filter
     (url:
       let
         host = plainNatsHost url;
       in
       host != null && !(isLoopback host))
-    cfg.settings.nats.servers;
+    cfg.settings.nats.servers);
 in
 {
   options.services.cim-leaf = {

@@ -24,7 +24,7 @@
       servers = lib.mkOption {
         type = lib.types.nonEmptyListOf (lib.types.strMatching "^(nats|tls)://([A-Za-z0-9._~-]+|\\[[0-9A-Fa-f:.]+([][]|[\\]]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?\$");
         default = [ "nats://127.0.0.1:4222" ];
-        description = "Server URLs; several form a cluster to fail over between.";
+        description = "Server URLs; several form a cluster to fail over between. All nats:// or all tls://, not mixed.";
       };
       name = lib.mkOption {
         type = lib.types.strMatching "^[!-~]+\$";

@@ -469,6 +469,15 @@ void check_combinations(Loader& loader, const Config& config)
     if (methods.size() > 1)
         at(methods[1], "only one authentication method may be set; " + methods[0] + " is set too");
 
+    // TLS is all or nothing: with one tls:// server, a plain nats:// one in
+    // the same list would be an unencrypted way around it.
+    const auto tls_servers = std::count_if(
+        nats.servers.begin(), nats.servers.end(), [](const std::string& url) { return url.starts_with("tls://"); });
+    if (tls_servers > 0 && tls_servers < static_cast<std::ptrdiff_t>(nats.servers.size()))
+        at("nats.servers",
+            "mixes nats:// and tls:// servers; TLS is required for all of them or none: write tls:// for every "
+            "server (nats.tls settings also make TLS required)");
+
     if (nats.tls.cert_file.empty() != nats.tls.key_file.empty())
         at(nats.tls.cert_file.empty() ? "nats.tls.key_file" : "nats.tls.cert_file",
             "nats.tls.cert_file and nats.tls.key_file go together");

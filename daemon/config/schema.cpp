@@ -89,7 +89,8 @@ Field build()
                 {
                     Field{.name = "servers",
                         .kind = Kind::string_list,
-                        .description = "Server URLs; several form a cluster to fail over between.",
+                        .description = "Server URLs; several form a cluster to fail over between. All nats:// or all "
+                                       "tls://, not mixed.",
                         .default_value = {"nats://127.0.0.1:4222"},
                         .pattern = server_pattern,
                         .pattern_hint = "a URL like nats://host:4222 or tls://host:4222 (no user or password in it)",
@@ -116,7 +117,9 @@ Field build()
                         into<std::string>(CIM_MEMBER(nats.token_file))),
                     secret("nkey_seed_file", "File holding a user NKey seed.",
                         into<std::string>(CIM_MEMBER(nats.nkey_seed_file))),
-                    object("tls", "TLS towards the servers (implied by tls:// URLs).",
+                    object("tls",
+                        "TLS towards the servers. TLS is required, never negotiated away, when any server "
+                        "URL is tls:// or any of these files is set.",
                         {
                             secret("ca_file", "PEM file of the CA that signs the servers' certificates.",
                                 into<std::string>(CIM_MEMBER(nats.tls.ca_file))),

@@ -428,8 +428,9 @@ void Link::on_message(const Route& route, natsConnection* connection, natsMsg* m
     // A message without a reply subject is no request: nothing to answer or count.
     if (reply && *reply) {
         if (route.kind == Route::Kind::health) {
-            send(connection, {reply, handlers_.health(), {}});
-            service_.record(route.endpoint, std::chrono::steady_clock::now() - begin);
+            const natsStatus sent = send(connection, {reply, handlers_.health(), {}});
+            service_.record(route.endpoint, std::chrono::steady_clock::now() - begin,
+                sent == NATS_OK ? std::string() : "reply not sent: " + status_text(sent));
         } else {
             Message answer = service_.answer(natsMsg_GetSubject(message));
             answer.subject = reply;

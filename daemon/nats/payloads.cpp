@@ -53,6 +53,16 @@ std::size_t largest_heartbeat_bytes(const config::Config& config)
     return util::dump(heartbeat_json(live, std::numeric_limits<std::uint64_t>::max(), {}, now)).size();
 }
 
+std::optional<config::Diagnostic> oversized_heartbeat(const config::Config& config, const config::Origin& origin)
+{
+    const std::size_t bytes = largest_heartbeat_bytes(config);
+    if (static_cast<std::int64_t>(bytes) <= default_max_payload)
+        return std::nullopt;
+    return config::diagnostic_at(origin, "node.labels",
+        "make the heartbeat " + std::to_string(bytes) + " bytes, more than NATS's default max_payload of " +
+            std::to_string(default_max_payload) + "; use fewer or shorter labels");
+}
+
 Event make_event(std::string event_type, nlohmann::json data, const Event* cause)
 {
     Event event;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "config/load.hpp"
 #include "live_state.hpp"
 
 namespace cim::nats {
@@ -16,13 +17,16 @@ namespace cim::nats {
 nlohmann::json heartbeat_json(const LiveState& live, std::uint64_t seq, std::chrono::system_clock::time_point now,
     std::chrono::steady_clock::time_point now_steady);
 
-// The size of the largest heartbeat `config` can produce (its labels and
-// domain are fixed; state, seq and uptime vary), to check it against the
-// servers' max_payload before any server is asked.
-std::size_t largest_heartbeat_bytes(const config::Config& config);
-
 // NATS's default max_payload (nats-server's max_payload setting).
 inline constexpr std::int64_t default_max_payload = 1 << 20;
+
+// The size of the largest heartbeat `config` can produce (its labels and
+// domain are fixed; state, seq and uptime vary).
+std::size_t largest_heartbeat_bytes(const config::Config& config);
+
+// A problem at node.labels when that heartbeat would not fit NATS's default
+// max_payload, so it could never be sent: known before any server is asked.
+std::optional<config::Diagnostic> oversized_heartbeat(const config::Config& config, const config::Origin& origin);
 
 // A lifecycle event in the CIM envelope. A chain of events (reloading ->
 // reloaded) shares the correlation id of its first event; each names the

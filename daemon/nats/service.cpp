@@ -31,10 +31,8 @@ Message Service::answer(const std::string& subject)
         return {{}, util::dump(info()), {}};
     if (verb == "STATS")
         return {{}, util::dump(stats()), {}};
-    return {{},
-        {},
-        {{"Nats-Service-Error", "unknown verb " + util::quote(verb) + ": " + name +
-                    " answers PING, INFO and STATS"},
+    return {{}, {},
+        {{"Nats-Service-Error", "unknown verb " + util::quote(verb) + ": " + name + " answers PING, INFO and STATS"},
             {"Nats-Service-Error-Code", "400"}}};
 }
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import ROOT, NatsServer, free_port, leaf_config, wait_until
+from harness import ROOT, NatsServer, free_port, leaf_config, make_certificates, wait_until
 from nats_client import Client
 from payloads import valid
 
@@ -178,21 +178,6 @@ def test_wrong_secret_one_clear_line_then_recovers_after_reload(daemons, notify,
         assert leaf.stop() == 0
     finally:
         server.stop()
-
-
-def make_certificates(directory):
-    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
-    def openssl(*args):
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-            "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem")
-    for name, extension in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-                            ("client", "extendedKeyUsage=clientAuth")):
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", f"{name}.key", "-out", f"{name}.csr")
-        (directory / f"{name}.ext").write_text(extension + "\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
 
 
 def test_tls_with_client_certificate(daemons, notify, tmp_path):

@@ -53,9 +53,19 @@ class NatsServer:
         self.proc = None
         self.url = f"nats://127.0.0.1:{self.port}"
 
-    def start(self):
+    def _write_conf(self):
         conf = self.workdir / f"{self.name}.conf"
         conf.write_text(f"listen: 127.0.0.1:{self.port}\nserver_name: {self.name}\n{self.extra}\n")
+        return conf
+
+    def reconfigure(self, extra):
+        """New settings in place, as `nats-server --signal reload` applies them."""
+        self.extra = extra
+        self._write_conf()
+        self.proc.send_signal(signal.SIGHUP)
+
+    def start(self):
+        conf = self._write_conf()
         self.log = open(self.workdir / f"{self.name}.log", "ab")
         self.proc = subprocess.Popen(["nats-server", "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(self._listening, 10, what=f"nats-server on port {self.port}")
@@ -264,3 +274,18 @@ def leaf_config(server=None, node_id="leaf-01", **sections):
     for key, value in sections.items():
         config[key] = {**config.get(key, {}), **value}
     return config
+
+
+def make_certificates(directory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    for name, extension in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+                            ("client", "extendedKeyUsage=clientAuth")):
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={name}",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        (directory / f"{name}.ext").write_text(extension + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem")

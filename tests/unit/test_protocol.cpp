@@ -148,8 +148,8 @@ TEST_CASE("the header block counts as nats.c counts it")
 
 TEST_CASE("an event too big for the server is cut to fit, and says so")
 {
-    const auto event = nats::make_event(
-        "reload_failed", {{"config", "/etc/cim-leaf/config.yaml"}, {"errors", std::vector<std::string>(100, std::string(300, 'e'))}});
+    const auto event = nats::make_event("reload_failed",
+        {{"config", "/etc/cim-leaf/config.yaml"}, {"errors", std::vector<std::string>(100, std::string(300, 'e'))}});
     const std::string payload = util::dump(nats::event_json("leaf-01", event));
     REQUIRE(payload.size() > 30000);
     CHECK(nats::fit_event(payload, 1 << 20) == payload);  // fits: untouched
