@@ -201,6 +201,14 @@ int EventLoop::run()
     return r;
 }
 
+void EventLoop::run_for(std::chrono::microseconds time)
+{
+    const std::uint64_t deadline = now_usec(event_) + static_cast<std::uint64_t>(time.count());
+    for (std::uint64_t now = now_usec(event_); now < deadline && sd_event_get_state(event_) != SD_EVENT_FINISHED;
+         now = now_usec(event_))
+        check(sd_event_run(event_, deadline - now), "sd_event_run");
+}
+
 void EventLoop::exit(int code)
 {
     sd_event_exit(event_, code);

@@ -59,6 +59,9 @@ public:
     void post(Callback callback);
 
     int run();  // until exit(); returns the exit code
+    // Runs the loop for `time` (or until exit()), then returns: lets a test
+    // step it and look in between.
+    void run_for(std::chrono::microseconds time);
     void exit(int code);
 
 private:

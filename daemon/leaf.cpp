@@ -23,9 +23,6 @@ namespace {
 constexpr std::chrono::milliseconds drain_timeout{1200};
 constexpr std::chrono::milliseconds stop_deadline{1600};
 
-// After a heartbeat or event is lost, health stays `degraded` this long.
-constexpr std::chrono::minutes loss_memory{5};
-
 std::uint64_t monotonic_usec()
 {
     timespec now{};
@@ -302,15 +299,15 @@ void Leaf::flush_outbox()
 }
 
 // Within a commit: a heartbeat or event is lost. Health says `degraded`
-// until `loss_memory` has passed without another loss.
+// until options_.loss_memory has passed without another loss.
 void Leaf::record_loss(const std::string& why)
 {
     if (why != live_.last_loss)
         spdlog::warn("{}", why);  // once while the reason stays the same
     live_.last_loss = why;
     live_.recent_loss = true;
-    live_.loss_until = std::chrono::system_clock::now() + loss_memory;
-    loss_timer_ = loop_.after(loss_memory, [this] {
+    live_.loss_until = std::chrono::system_clock::now() + options_.loss_memory;
+    loss_timer_ = loop_.after(options_.loss_memory, [this] {
         const Change change(*this);
         live_.recent_loss = false;
     });

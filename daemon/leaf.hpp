@@ -34,6 +34,8 @@ public:
     struct Options {
         std::string config_path;
         std::optional<spdlog::level::level_enum> log_level;  // --log-level, wins over log.level
+        // After a heartbeat or event is lost, health says `degraded` this long.
+        std::chrono::milliseconds loss_memory = std::chrono::minutes(5);
     };
 
     // `connect` makes the NATS connection for a configuration (nats::Link,

@@ -59,7 +59,7 @@ node:
   domain: example
   labels: {rack: r1, room: "2"}
 nats:
-  servers: [nats://10.0.0.1:4222, tls://hub.example:4443]
+  servers: [tls://10.0.0.1:4222, tls://hub.example:4443]
   name: edge
   credentials_file: nats.creds
   tls: {ca_file: /etc/ssl/ca.pem, cert_file: client.pem, key_file: client.key}
