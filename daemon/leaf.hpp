@@ -51,6 +51,7 @@ public:
     std::optional<std::string> reload() override;
 
 private:
+    void serve();
     void apply_logging();
     void start_link();
     void stop();
@@ -83,8 +84,8 @@ private:
     mutable std::chrono::system_clock::time_point health_cache_time_;
 
     std::vector<EventSource> signals_;
-    EventSource heartbeat_timer_;
-    EventSource watchdog_timer_;
+    Timer heartbeat_timer_;
+    Timer watchdog_timer_;
     EventSource stop_deadline_;
 
     std::shared_ptr<nats::Link> link_;
