@@ -35,7 +35,7 @@ Bus::Bus(EventLoop& loop, config::Bus bus, Control& control, Handlers handlers)
 
 Bus::~Bus()
 {
-    close();
+    disconnect();
 }
 
 void Bus::adopt(std::unique_ptr<sdbus::IConnection> connection)
@@ -46,7 +46,7 @@ void Bus::adopt(std::unique_ptr<sdbus::IConnection> connection)
         io_ = loop_.drive(
             connection_->getEventLoopPollData().fd, [this] { return wants(); }, [this] { process(); });
     } catch (const sdbus::Error& e) {
-        close();
+        disconnect();
         handlers_.failed(std::string("cannot serve ") + object_path + " on the " + which_ + " bus: " + e.getMessage());
         return;
     }
@@ -56,7 +56,7 @@ void Bus::adopt(std::unique_ptr<sdbus::IConnection> connection)
 // sd-bus closes a connection only after flushing what it has queued, waiting
 // for as long as the bus takes to read it: forever when the bus is hung.
 // Shutting the socket down first drops that instead.
-void Bus::close()
+void Bus::disconnect()
 {
     if (!connection_)
         return;
@@ -106,7 +106,7 @@ void Bus::process()
         while (connection_->processPendingRequest()) { }
     } catch (const sdbus::Error& e) {
         // The bus went away (dbus-daemon restarted): nothing to serve on.
-        close();
+        disconnect();
         handlers_.lost(e.getMessage());
         return;
     }

@@ -42,7 +42,7 @@ public:
 
 private:
     void adopt(std::unique_ptr<sdbus::IConnection> connection);
-    void close();
+    void disconnect();
     IoWants wants() const;
     void process();
     bool backed_up() const;
