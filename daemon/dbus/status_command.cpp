@@ -58,9 +58,9 @@ std::uint64_t monotonic_usec()
 
 struct Reply {
     bool done = false;
-    std::string health;  // the JSON, or:
-    std::string error_name;  // the D-Bus error
-    std::string error_message;
+    std::optional<std::string> health;
+    std::string error;  // when there is no health
+    bool no_owner = false;  // the error: nobody owns the name
 };
 
 int on_reply(sd_bus_message* message, void* userdata, sd_bus_error*)
@@ -69,11 +69,11 @@ int on_reply(sd_bus_message* message, void* userdata, sd_bus_error*)
     reply.done = true;
     const char* health = nullptr;
     if (const sd_bus_error* error = sd_bus_message_get_error(message)) {
-        reply.error_name = error->name;
-        reply.error_message = error->message ? error->message : error->name;
+        reply.no_owner = sd_bus_error_has_names(
+            error, "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner");
+        reply.error = error->message ? error->message : error->name;
     } else if (const int r = sd_bus_message_read(message, "s", &health); r < 0) {
-        reply.error_name = "invalid";
-        reply.error_message = std::string("unexpected reply: ") + std::strerror(-r);
+        reply.error = std::string("unexpected reply: ") + std::strerror(-r);
     } else {
         reply.health = health;
     }
@@ -118,13 +118,11 @@ Answer ask(config::Bus bus)
     }
     if (r < 0)
         return {std::nullopt, "cannot reach the " + which + " bus: " + std::strerror(-r)};
-    if (reply.error_name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
-        reply.error_name == "org.freedesktop.DBus.Error.NameHasNoOwner")
+    if (reply.no_owner)
         return {std::nullopt,
             std::string("cim-leaf is not running (nobody owns ") + bus_name + " on the " + which + " bus)"};
-    if (!reply.error_name.empty())
-        return {std::nullopt,
-            std::string("no answer from ") + bus_name + " on the " + which + " bus: " + reply.error_message};
+    if (!reply.health)
+        return {std::nullopt, std::string("no answer from ") + bus_name + " on the " + which + " bus: " + reply.error};
     return {std::move(reply.health), {}};
 }
 

@@ -159,7 +159,8 @@ def test_signals_are_honoured_while_the_bus_hangs_at_start_up(daemons, notify, s
     daemon waits for its name without blocking its loop."""
     session_bus.pause()
     leaf = on_bus(daemons, notify, session_bus)
-    time.sleep(1)  # well into the handshake the bus does not answer
+    notify.wait_for("STATUS", "Connecting to the session bus")  # handlers installed, handshake under way
+    time.sleep(0.5)
     leaf.signal(signal.SIGHUP)
     leaf.wait_for_log("configuration reloaded")
     sent = time.monotonic()
@@ -263,15 +264,31 @@ def test_status_command(ready_leaf, session_bus, tmp_path):
     assert "cim-leaf is not running (nobody owns org.cim.Leaf1 on the session bus)" in absent.stderr
 
 
-def test_status_against_a_hung_bus_exits_3_within_its_bound(session_bus):
-    session_bus.pause()
-    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": session_bus.address}
+def timed_status(bus):
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": bus.address}
     started = time.monotonic()
     result = subprocess.run([str(BIN), "status", "--bus", "session"], env=env, capture_output=True, text=True,
                             timeout=10)
+    return result, time.monotonic() - started
+
+
+def test_status_against_a_hung_bus_exits_3_within_its_bound(session_bus):
+    session_bus.pause()
+    result, took = timed_status(session_bus)
     assert result.returncode == 3
-    assert 5 <= time.monotonic() - started < 7
+    assert 5 <= took < 7
     assert "cim-leaf status: the session bus did not answer within 5 s" in result.stderr
+
+
+def test_status_against_a_hung_daemon_exits_3_within_its_bound(ready_leaf, session_bus):
+    ready_leaf.signal(signal.SIGSTOP)
+    try:
+        result, took = timed_status(session_bus)
+    finally:
+        ready_leaf.signal(signal.SIGCONT)
+    assert result.returncode == 3
+    assert 5 <= took < 7
+    assert "cim-leaf status: org.cim.Leaf1 did not answer on the session bus within 5 s" in result.stderr
 
 
 @pytest.fixture
