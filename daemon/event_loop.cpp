@@ -22,11 +22,12 @@ void check(int r, const char* what)
 }
 
 // Callbacks live in the source's userdata and are freed with the source.
-template <typename F> void own(sd_event_source* source, F callback)
+template <typename F> F* own(sd_event_source* source, F callback)
 {
     auto* heap = new F(std::move(callback));
     sd_event_source_set_destroy_callback(source, [](void* p) { delete static_cast<F*>(p); });
     sd_event_source_set_userdata(source, heap);
+    return heap;
 }
 
 std::uint64_t now_usec(sd_event* event)
@@ -95,11 +96,6 @@ EventSource EventLoop::on_signal(int signal, Callback callback)
 
 namespace {
 
-struct Periodic {
-    std::uint64_t period_usec;
-    EventLoop::Callback callback;
-};
-
 // Allowed lateness: small against the period (so beats stay regular) but not
 // zero, so sd-event can coalesce wake-ups.
 std::uint64_t accuracy_for(std::uint64_t period_usec)
@@ -109,14 +105,14 @@ std::uint64_t accuracy_for(std::uint64_t period_usec)
 
 }  // namespace
 
-EventSource EventLoop::every(std::chrono::microseconds interval, Callback callback)
+Timer EventLoop::every(std::chrono::microseconds interval, Callback callback)
 {
     const auto period = static_cast<std::uint64_t>(interval.count());
     sd_event_source* source = nullptr;
     check(sd_event_add_time_relative(
               event_, &source, CLOCK_MONOTONIC, period, accuracy_for(period),
               [](sd_event_source* s, std::uint64_t usec, void* userdata) {
-                  auto* periodic = static_cast<Periodic*>(userdata);
+                  auto* periodic = static_cast<Timer::Periodic*>(userdata);
                   // Re-arm from the scheduled time, so the rate does not drift
                   // with the callback's run time; after a stall, from now, so
                   // the missed ticks do not all fire at once.
@@ -129,17 +125,17 @@ EventSource EventLoop::every(std::chrono::microseconds interval, Callback callba
               },
               nullptr),
         "sd_event_add_time_relative");
-    own(source, Periodic{period, std::move(callback)});
-    return EventSource(source);
+    return Timer(EventSource(source), own(source, Timer::Periodic{period, std::move(callback)}));
 }
 
-void EventLoop::set_interval(const EventSource& timer, std::chrono::microseconds interval)
+void Timer::set_interval(std::chrono::microseconds interval)
 {
-    sd_event_source* s = timer.get();
-    auto* periodic = static_cast<Periodic*>(sd_event_source_get_userdata(s));
-    periodic->period_usec = static_cast<std::uint64_t>(interval.count());
-    sd_event_source_set_time_accuracy(s, accuracy_for(periodic->period_usec));
-    sd_event_source_set_time(s, now_usec(sd_event_source_get_event(s)) + periodic->period_usec);
+    if (!source_)
+        return;
+    sd_event_source* s = source_.source_;
+    periodic_->period_usec = static_cast<std::uint64_t>(interval.count());
+    sd_event_source_set_time_accuracy(s, accuracy_for(periodic_->period_usec));
+    sd_event_source_set_time(s, now_usec(sd_event_source_get_event(s)) + periodic_->period_usec);
     sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
@@ -171,6 +167,55 @@ EventSource EventLoop::on_fd(int fd, std::uint32_t events, std::function<void(st
         "sd_event_add_io");
     own(source, std::move(callback));
     return EventSource(source);
+}
+
+ExternalIo EventLoop::drive(int fd, std::function<IoWants()> wants, Callback process)
+{
+    // Both sources share the callbacks, so that either may drop the pair
+    // from within its own dispatch (sd-event frees a dispatching source only
+    // after its callback returns).
+    using Shared = std::shared_ptr<ExternalIo::Driven>;
+    auto driven = std::make_shared<ExternalIo::Driven>(ExternalIo::Driven{std::move(wants), std::move(process)});
+    sd_event_source* io = nullptr;
+    check(sd_event_add_io(
+              event_, &io, fd, 0,
+              [](sd_event_source*, int, std::uint32_t, void* userdata) {
+                  (*static_cast<Shared*>(userdata))->process();
+                  return 0;
+              },
+              nullptr),
+        "sd_event_add_io");
+    EventSource io_source(io);
+    own(io, driven);
+    sd_event_source* timer = nullptr;
+    check(sd_event_add_time(
+              event_, &timer, CLOCK_MONOTONIC, UINT64_MAX, 0,
+              [](sd_event_source*, std::uint64_t, void* userdata) {
+                  (*static_cast<Shared*>(userdata))->process();
+                  return 0;
+              },
+              nullptr),
+        "sd_event_add_time");
+    EventSource timer_source(timer);
+    own(timer, driven);
+    driven->timer = timer;
+    // Before each poll: what the library waits for now (it may have output
+    // queued, or a reply due by a deadline).
+    check(sd_event_source_set_prepare(io,
+              [](sd_event_source* s, void* userdata) {
+                  const auto& driven = *static_cast<Shared*>(userdata);
+                  const IoWants wants = driven->wants();
+                  sd_event_source_set_io_events(s, wants.events);
+                  if (wants.deadline_usec == UINT64_MAX) {
+                      sd_event_source_set_enabled(driven->timer, SD_EVENT_OFF);
+                  } else {
+                      sd_event_source_set_time(driven->timer, wants.deadline_usec);
+                      sd_event_source_set_enabled(driven->timer, SD_EVENT_ONESHOT);
+                  }
+                  return 0;
+              }),
+        "sd_event_source_set_prepare");
+    return ExternalIo(std::move(io_source), std::move(timer_source));
 }
 
 void EventLoop::post(Callback callback)

@@ -77,18 +77,41 @@ bool Leaf::start()
     if (auto interval = notifier_.watchdog_interval())
         watchdog_timer_ = loop_.every(*interval, [this] { notifier_.send(notify_message::watchdog()); });
 
-    if (config_.dbus.bus != config::Bus::none) {
-        try {
-            bus_ = std::make_unique<dbus::Bus>(loop_, config_.dbus.bus, *this, [this](const std::string& why) {
-                spdlog::error("lost the D-Bus connection ({}); exiting so that systemd restarts the service", why);
-                loop_.exit(1);
-            });
-        } catch (const std::exception& e) {
-            spdlog::error("{}", e.what());
-            return false;
-        }
+    if (config_.dbus.bus == config::Bus::none) {
+        serve();
+        return true;
     }
+    // NATS waits for the name: a second instance must not publish as this node.
+    notifier_.send(notify_message::status(
+        std::string("Connecting to the ") + (config_.dbus.bus == config::Bus::system ? "system" : "session") + " bus"));
+    try {
+        bus_ = std::make_unique<dbus::Bus>(loop_, config_.dbus.bus, *this,
+            dbus::Bus::Handlers{
+                .owned = [this] { serve(); },
+                .failed =
+                    [this](const std::string& why) {
+                        spdlog::error("{}", why);
+                        loop_.exit(1);
+                    },
+                .lost =
+                    [this](const std::string& why) {
+                        spdlog::error(
+                            "lost the D-Bus connection ({}); exiting so that systemd restarts the service", why);
+                        loop_.exit(1);
+                    },
+            });
+    } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        return false;
+    }
+    return true;
+}
 
+// Once the D-Bus name is owned (or without D-Bus).
+void Leaf::serve()
+{
+    if (stopping_)
+        return;
     {
         const Change change(*this);
         live_.dbus_name_owned = bus_ != nullptr;
@@ -101,7 +124,6 @@ bool Leaf::start()
     heartbeat_timer_ = loop_.every(config_.heartbeat.interval, [this] { beat(); });
     if (config_.systemd.ready_on == config::ReadyOn::started)
         mark_ready();
-    return true;
 }
 
 void Leaf::apply_logging()
@@ -364,7 +386,7 @@ std::optional<std::string> Leaf::reload()
         // A rotated secret file counts as a change too.
         const bool relink = link_settings_differ(config_, next) || *auth != auth_;
         if (next.heartbeat.interval != config_.heartbeat.interval)
-            EventLoop::set_interval(heartbeat_timer_, next.heartbeat.interval);
+            heartbeat_timer_.set_interval(next.heartbeat.interval);
         outbox_.set_budget(next.nats.reconnect.buffer_bytes);
         config_ = std::move(next);
         auth_ = std::move(*auth);
@@ -374,7 +396,7 @@ std::optional<std::string> Leaf::reload()
         live_.labels = config_.node.labels;
         live_.last_reload_failed = false;
         live_.last_error.clear();
-        if (relink) {
+        if (relink && link_) {  // before serve() there is no link yet
             spdlog::info("NATS settings changed: moving to a new connection");
             link_->stop(drain_timeout);  // drains on its own thread, then goes
             live_.nats_connected = false;
@@ -412,9 +434,10 @@ void Leaf::stop()
     }
     spdlog::info("stopping");
     emit(nats::make_event("stopping"));
-    heartbeat_timer_ = EventSource();
+    heartbeat_timer_ = Timer();
     if (!live_.nats_connected) {
-        // Nothing to drain; a connect attempt that still runs is not waited for.
+        // Nothing to drain (or no link yet, before serve()); a connect
+        // attempt that still runs is not waited for.
         loop_.exit(0);
         return;
     }

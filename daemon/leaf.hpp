@@ -70,6 +70,7 @@ private:
         std::optional<LiveState> before_;
     };
 
+    void serve();
     void apply_logging();
     void start_link();
     void stop();
@@ -105,8 +106,8 @@ private:
     HealthSnapshot snapshot_;  // live_ as of the last commit, for nats.c threads
 
     std::vector<EventSource> signals_;
-    EventSource heartbeat_timer_;
-    EventSource watchdog_timer_;
+    Timer heartbeat_timer_;
+    Timer watchdog_timer_;
     EventSource stop_deadline_;
     EventSource loss_timer_;
 

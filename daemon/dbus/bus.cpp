@@ -1,90 +1,103 @@
 #include "dbus/bus.hpp"
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cstdint>
-#include <stdexcept>
 
 #include <spdlog/spdlog.h>
 
 #include "dbus/leaf_object.hpp"
+#include "dbus/opening.hpp"
 
 namespace cim::dbus {
 
-namespace {
-
-std::unique_ptr<sdbus::IConnection> open(config::Bus bus)
+Bus::Bus(EventLoop& loop, config::Bus bus, Control& control, Handlers handlers)
+    : loop_(loop), control_(control), handlers_(std::move(handlers)),
+      which_(bus == config::Bus::system ? "system" : "session")
 {
-    const char* which = bus == config::Bus::system ? "system" : "session";
-    std::unique_ptr<sdbus::IConnection> connection;
-    try {
-        connection =
-            bus == config::Bus::system ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
-    } catch (const sdbus::Error& e) {
-        throw std::runtime_error(std::string("cannot connect to the ") + which + " bus: " + e.getMessage());
-    }
-    try {
-        connection->requestName(bus_name);
-    } catch (const sdbus::Error& e) {
-        const std::string message = e.getMessage();
-        // sd_bus_request_name: EEXIST when another owner has it, EACCES when
-        // the bus policy forbids it.
-        if (message.find("File exists") != std::string::npos)
-            throw std::runtime_error(
-                std::string(bus_name) + " is already owned on the " + which + " bus: is another cim-leaf running?");
-        if (e.getName() == "org.freedesktop.DBus.Error.AccessDenied" ||
-            message.find("ermission denied") != std::string::npos)
-            throw std::runtime_error(std::string("the ") + which + " bus policy does not let this user own " +
-                bus_name + " (org.cim.Leaf1.conf allows only user cim-leaf): " + message);
-        throw std::runtime_error(std::string("cannot own ") + bus_name + " on the " + which + " bus: " + message);
-    }
-    return connection;
+    opening_ = std::make_unique<Opening>(loop, bus, [this](Opened opened) {
+        start_deadline_ = EventSource();
+        opening_.reset();
+        if (opened.connection)
+            adopt(std::move(opened.connection));
+        else
+            handlers_.failed(opened.error);
+    });
+    start_deadline_ = loop.after(start_bound, [this] {
+        opening_.reset();
+        handlers_.failed(
+            fmt::format("the {} bus did not answer within {} s (connecting, authenticating, requesting {})", which_,
+                start_bound.count(), bus_name));
+    });
 }
 
-}  // namespace
-
-Bus::Bus(EventLoop& loop, config::Bus bus, Control& control, std::function<void(const std::string&)> lost)
-    : connection_(open(bus)), object_(std::make_unique<LeafObject>(*connection_, control)), lost_(std::move(lost))
+Bus::~Bus()
 {
-    const auto poll = connection_->getEventLoopPollData();
-    sd_event_source* io = nullptr;
-    sd_event_source* timer = nullptr;
-    int r = sd_event_add_io(loop.get(), &io, poll.fd, static_cast<std::uint32_t>(poll.events), on_io, this);
-    if (r >= 0) {
-        io_ = EventSource(io);
-        r = sd_event_source_set_prepare(io, on_prepare);
-    }
-    if (r >= 0) {
-        r = sd_event_add_time(loop.get(), &timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_time, this);
-        timer_ = EventSource(timer);
-    }
-    if (r < 0)
-        throw std::runtime_error("cannot attach the D-Bus connection to the event loop");
+    disconnect();
 }
 
-// Closing the connection releases the name; asking for it explicitly would
-// throw when the bus is already gone.
-Bus::~Bus() = default;
+void Bus::adopt(std::unique_ptr<sdbus::IConnection> connection)
+{
+    connection_ = std::move(connection);
+    try {
+        object_ = std::make_unique<LeafObject>(*connection_, control_);
+        io_ = loop_.drive(
+            connection_->getEventLoopPollData().fd, [this] { return wants(); }, [this] { process(); });
+    } catch (const sdbus::Error& e) {
+        disconnect();
+        handlers_.failed(std::string("cannot serve ") + object_path + " on the " + which_ + " bus: " + e.getMessage());
+        return;
+    }
+    handlers_.owned();
+}
+
+// sd-bus closes a connection only after flushing what it has queued, waiting
+// for as long as the bus takes to read it: forever when the bus is hung.
+// Shutting the socket down first drops that instead.
+void Bus::disconnect()
+{
+    if (!connection_)
+        return;
+    try {
+        shutdown(connection_->getEventLoopPollData().fd, SHUT_RDWR);
+    } catch (const sdbus::Error&) {
+        // Closed already: sd-bus has let go of the socket.
+    }
+    io_ = ExternalIo();
+    object_.reset();
+    connection_.reset();
+}
 
 void Bus::changed(const LiveState& before, const LiveState& after)
 {
-    object_->changed(before, after);
+    if (!object_)
+        return;  // not serving (yet, or any more)
+    for (auto& name : LeafObject::changed_properties(before, after)) {
+        if (std::find(pending_.begin(), pending_.end(), name) == pending_.end())
+            pending_.push_back(std::move(name));
+    }
+    if (pending_.empty())
+        return;
+    if (!backed_up()) {
+        emit_pending();
+    } else if (!holding_back_) {
+        holding_back_ = true;
+        spdlog::warn("the {} bus is not reading what the daemon sends (hung?); PropertiesChanged is held back, "
+                     "and merged, until it does",
+            which_);
+    }
 }
 
-int Bus::on_io(sd_event_source*, int, std::uint32_t, void* self)
+IoWants Bus::wants() const
 {
-    static_cast<Bus*>(self)->process();
-    return 0;
-}
-
-int Bus::on_time(sd_event_source*, std::uint64_t, void* self)
-{
-    static_cast<Bus*>(self)->process();
-    return 0;
-}
-
-int Bus::on_prepare(sd_event_source*, void* self)
-{
-    static_cast<Bus*>(self)->prepare();
-    return 0;
+    try {
+        const auto poll = connection_->getEventLoopPollData();
+        return {static_cast<std::uint32_t>(poll.events), poll.timeout_usec};
+    } catch (const sdbus::Error&) {
+        return {POLLIN, 0};  // at once: process() finds out what broke
+    }
 }
 
 void Bus::process()
@@ -93,24 +106,33 @@ void Bus::process()
         while (connection_->processPendingRequest()) { }
     } catch (const sdbus::Error& e) {
         // The bus went away (dbus-daemon restarted): nothing to serve on.
-        io_ = EventSource();
-        timer_ = EventSource();
-        lost_(e.getMessage());
+        disconnect();
+        handlers_.lost(e.getMessage());
+        return;
+    }
+    if (holding_back_ && !backed_up()) {
+        holding_back_ = false;
+        spdlog::info("the {} bus reads again", which_);
+        emit_pending();
     }
 }
 
-// Before each poll: what sd-bus wants to wait for now (POLLOUT while it has
-// unsent messages) and its next timeout (method call replies).
-void Bus::prepare()
+// sd-bus queues a message only when the socket takes no more: the bus has
+// not read the megabytes before it. Queueing more would only grow memory
+// (sd-bus allows 384k messages) with news that is stale when it arrives.
+bool Bus::backed_up() const
 {
-    const auto poll = connection_->getEventLoopPollData();
-    sd_event_source_set_io_events(io_.get(), static_cast<std::uint32_t>(poll.events));
-    if (poll.timeout_usec == UINT64_MAX) {
-        sd_event_source_set_enabled(timer_.get(), SD_EVENT_OFF);
-    } else {
-        sd_event_source_set_time(timer_.get(), poll.timeout_usec);
-        sd_event_source_set_enabled(timer_.get(), SD_EVENT_ONESHOT);
+    try {
+        return (connection_->getEventLoopPollData().events & POLLOUT) != 0;
+    } catch (const sdbus::Error&) {
+        return false;
     }
+}
+
+void Bus::emit_pending()
+{
+    object_->emit_changed(pending_);
+    pending_.clear();
 }
 
 }  // namespace cim::dbus

@@ -1,7 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <sdbus-c++/sdbus-c++.h>
 
@@ -12,31 +15,50 @@
 namespace cim::dbus {
 
 class LeafObject;
+class Opening;
+
+// How long the bus may take at start-up to connect, authenticate and give
+// the daemon org.cim.Leaf1 before the daemon gives up (and systemd restarts
+// it): a bus answers within milliseconds, a loaded one within seconds.
+inline constexpr std::chrono::seconds start_bound{10};
 
 // The daemon's bus connection, owning org.cim.Leaf1 and serving
-// /org/cim/Leaf1 from the daemon's sd-event loop (sdbus-c++ 1.x has no
-// sd-event attach; its poll data drives an IO and a timer source).
+// /org/cim/Leaf1 from the daemon's event loop. Nothing here waits for the
+// bus: the connection is opened off the loop (see Opening), and then only
+// sends, which sd-bus queues when the bus does not read.
 class Bus {
 public:
-    // Connects and requests the name; throws std::runtime_error saying why
-    // not (bus unreachable, name taken, denied by policy).
-    Bus(EventLoop& loop, config::Bus bus, Control& control, std::function<void(const std::string&)> lost);
+    struct Handlers {
+        std::function<void()> owned;  // the name is ours, the object served
+        std::function<void(const std::string&)> failed;  // at start-up: why not, in words
+        std::function<void(const std::string&)> lost;  // later: the connection broke
+    };
+
+    // Starts connecting; `owned` or `failed` follows within start_bound.
+    Bus(EventLoop& loop, config::Bus bus, Control& control, Handlers handlers);
     ~Bus();
 
     void changed(const LiveState& before, const LiveState& after);
 
 private:
-    static int on_io(sd_event_source*, int, std::uint32_t, void* self);
-    static int on_time(sd_event_source*, std::uint64_t, void* self);
-    static int on_prepare(sd_event_source*, void* self);
+    void adopt(std::unique_ptr<sdbus::IConnection> connection);
+    void disconnect();
+    IoWants wants() const;
     void process();
-    void prepare();
+    bool backed_up() const;
+    void emit_pending();
 
+    EventLoop& loop_;
+    Control& control_;
+    Handlers handlers_;
+    std::string which_;  // "system" or "session"
+    std::unique_ptr<Opening> opening_;
+    EventSource start_deadline_;
     std::unique_ptr<sdbus::IConnection> connection_;
     std::unique_ptr<LeafObject> object_;
-    std::function<void(const std::string&)> lost_;
-    EventSource io_;
-    EventSource timer_;
+    ExternalIo io_;
+    std::vector<std::string> pending_;  // changed properties not announced yet
+    bool holding_back_ = false;  // while backed_up()
 };
 
 }  // namespace cim::dbus

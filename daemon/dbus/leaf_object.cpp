@@ -19,7 +19,7 @@ LeafObject::~LeafObject()
     unregisterAdaptor();
 }
 
-void LeafObject::changed(const LiveState& before, const LiveState& after)
+std::vector<std::string> LeafObject::changed_properties(const LiveState& before, const LiveState& after)
 {
     // HeartbeatsSent changes every beat and is marked EmitsChangedSignal=false.
     std::vector<std::string> names;
@@ -37,8 +37,11 @@ void LeafObject::changed(const LiveState& before, const LiveState& after)
         names.emplace_back("Reconnects");
     if (before.last_error != after.last_error)
         names.emplace_back("LastError");
-    if (names.empty())
-        return;
+    return names;
+}
+
+void LeafObject::emit_changed(const std::vector<std::string>& names)
+{
     // A failed signal must not escape into the event loop and end the daemon;
     // readers still get every property by asking.
     try {

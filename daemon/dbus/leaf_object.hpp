@@ -16,8 +16,11 @@ public:
     LeafObject(sdbus::IConnection& connection, Control& control);
     ~LeafObject();
 
-    // Emits one PropertiesChanged naming every property that differs.
-    void changed(const LiveState& before, const LiveState& after);
+    // The properties that differ, by name, for PropertiesChanged.
+    static std::vector<std::string> changed_properties(const LiveState& before, const LiveState& after);
+
+    // One PropertiesChanged with the current values of `names`.
+    void emit_changed(const std::vector<std::string>& names);
 
 private:
     std::string GetHealth() override;

@@ -154,6 +154,90 @@ def test_unreachable_bus_is_a_clear_error(daemons, notify, tmp_path):
     assert "cannot connect to the session bus" in leaf.output()
 
 
+def test_signals_are_honoured_while_the_bus_hangs_at_start_up(daemons, notify, session_bus):
+    """A bus that accepts the connection and never answers (SIGSTOPped): the
+    daemon waits for its name without blocking its loop."""
+    session_bus.pause()
+    leaf = on_bus(daemons, notify, session_bus)
+    notify.wait_for("STATUS", "Connecting to the session bus")  # handlers installed, handshake under way
+    time.sleep(0.5)
+    leaf.signal(signal.SIGHUP)
+    leaf.wait_for_log("configuration reloaded")
+    sent = time.monotonic()
+    leaf.signal(signal.SIGTERM)
+    assert leaf.wait(3) == 0
+    assert time.monotonic() - sent < 3  # the README's promise for SIGTERM
+    assert "STOPPING" in notify.keys() and "READY" not in notify.keys()
+
+
+def test_a_bus_that_does_not_answer_at_start_up_is_an_error_within_the_bound(daemons, notify, session_bus):
+    session_bus.pause()
+    started = time.monotonic()
+    leaf = on_bus(daemons, notify, session_bus)
+    assert leaf.wait(10 + 3) == 1  # dbus::start_bound, and the README
+    assert time.monotonic() - started >= 10
+    assert "the session bus did not answer within 10 s" in leaf.output()
+    assert "READY" not in notify.keys()
+
+
+HOLDING_BACK = "bus is not reading what the daemon sends"
+
+
+def fill_the_socket(leaf, seconds=60):
+    """Reload (two PropertiesChanged each) until the daemon says the bus has
+    not read the last megabytes, or for `seconds`."""
+    deadline = time.monotonic() + seconds
+    while HOLDING_BACK not in leaf.output() and time.monotonic() < deadline:
+        for _ in range(50):
+            leaf.signal(signal.SIGHUP)
+        time.sleep(0.001)
+
+
+# Both run the daemon as another user: root's sd-bus forces a 16 MiB socket
+# buffer, which takes long to fill; others get net.core.wmem_max.
+def test_a_bus_hung_after_ready_stalls_nothing(daemons, notify, session_bus, nats_server):
+    leaf = on_bus(daemons, notify, session_bus, nats_server, user="nobody", log={"level": "warn"})
+    notify.wait_for("READY", "1", timeout=10)
+    session_bus.pause()
+    fill_the_socket(leaf)
+    with Client(nats_server.port) as client:
+        assert valid("health", client.request("cim.leaf.leaf-01.health").data)["state"] == "connected"
+    sent = time.monotonic()
+    leaf.signal(signal.SIGTERM)
+    assert leaf.wait(3) == 0  # sd-bus would flush the queue for the bus that does not read, forever
+    assert time.monotonic() - sent < 3
+    notify.wait_for("STOPPING", "1")  # the test's reader lags behind the reloads' datagrams
+    assert HOLDING_BACK in leaf.output()
+
+
+def test_changes_held_back_for_a_hung_bus_arrive_merged(daemons, notify, session_bus, nats_server, tmp_path):
+    leaf = on_bus(daemons, notify, session_bus, nats_server, user="nobody", log={"level": "warn"})
+    notify.wait_for("READY", "1", timeout=10)
+    with open(tmp_path / "monitor.log", "w") as log:
+        monitor = subprocess.Popen(["dbus-monitor", "--address", session_bus.address,
+                                    f"type='signal',interface='org.freedesktop.DBus.Properties',path='{PATH}'"],
+                                   stdout=log)
+    try:
+        time.sleep(0.5)  # dbus-monitor has no readiness signal
+        session_bus.pause()
+        fill_the_socket(leaf)
+        assert HOLDING_BACK in leaf.output()
+        nats_server.kill()  # State, NatsConnected, NatsServer, LastError change while held back
+        leaf.wait_for_log("NATS connection lost")
+        session_bus.resume()
+        wait_until(lambda: prop(session_bus, "State") == 's "reconnecting"', 10, what="the bus to answer again")
+        wait_until(lambda: "boolean false" in (tmp_path / "monitor.log").read_text(), 10,
+                   what="the held-back change")
+    finally:
+        monitor.terminate()
+        monitor.wait(5)
+    changes = (tmp_path / "monitor.log").read_text().split("member=PropertiesChanged")
+    merged = [c for c in changes if '"NatsConnected"' in c]
+    assert len(merged) == 1
+    assert "boolean false" in merged[0] and '"reconnecting"' in merged[0] and '"LastError"' in merged[0]
+    assert leaf.stop() == 0
+
+
 def test_bus_going_away_ends_the_daemon(daemons, notify, session_bus, nats_server):
     leaf = on_bus(daemons, notify, session_bus, nats_server)
     notify.wait_for("READY", "1", timeout=10)
@@ -178,6 +262,33 @@ def test_status_command(ready_leaf, session_bus, tmp_path):
     absent = subprocess.run([str(BIN), "status", "--bus", "session"], env=env, capture_output=True, text=True)
     assert absent.returncode == 3
     assert "cim-leaf is not running (nobody owns org.cim.Leaf1 on the session bus)" in absent.stderr
+
+
+def timed_status(bus):
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": bus.address}
+    started = time.monotonic()
+    result = subprocess.run([str(BIN), "status", "--bus", "session"], env=env, capture_output=True, text=True,
+                            timeout=10)
+    return result, time.monotonic() - started
+
+
+def test_status_against_a_hung_bus_exits_3_within_its_bound(session_bus):
+    session_bus.pause()
+    result, took = timed_status(session_bus)
+    assert result.returncode == 3
+    assert 5 <= took < 7
+    assert "cim-leaf status: the session bus did not answer within 5 s" in result.stderr
+
+
+def test_status_against_a_hung_daemon_exits_3_within_its_bound(ready_leaf, session_bus):
+    ready_leaf.signal(signal.SIGSTOP)
+    try:
+        result, took = timed_status(session_bus)
+    finally:
+        ready_leaf.signal(signal.SIGCONT)
+    assert result.returncode == 3
+    assert 5 <= took < 7
+    assert "cim-leaf status: org.cim.Leaf1 did not answer on the session bus within 5 s" in result.stderr
 
 
 @pytest.fixture

@@ -143,8 +143,16 @@ class DbusDaemon:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
+            self.resume()
             self.proc.terminate()
             self.proc.wait(10)
+
+    def pause(self):
+        """A hung bus: the socket still accepts connections, nothing answers."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def busctl(self, *args, check=True, user=None, timeout=10):
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address, "DBUS_SESSION_BUS_ADDRESS": self.address}
