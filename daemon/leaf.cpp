@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <time.h>
 
+#include <cstdint>
+
 #include <spdlog/spdlog.h>
 
 #include "config/load.hpp"

@@ -1,5 +1,6 @@
 #include "config/schema.hpp"
 
+#include <cstdint>
 #include <utility>
 
 namespace cim::config {

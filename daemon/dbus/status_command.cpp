@@ -1,6 +1,7 @@
 #include "dbus/status_command.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <iostream>
 
 #include <nlohmann/json.hpp>

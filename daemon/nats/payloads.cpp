@@ -1,5 +1,7 @@
 #include "nats/payloads.hpp"
 
+#include <cstdint>
+
 #include "util/ids.hpp"
 
 namespace cim::nats {

@@ -1,5 +1,7 @@
 #include "nats/service.hpp"
 
+#include <cstdint>
+
 #include "health.hpp"
 #include "nats/payloads.hpp"
 #include "util/ids.hpp"
