@@ -260,31 +260,25 @@ std::optional<std::string> Leaf::reload()
     const nats::Event reloading = nats::make_event("reloading", {{"config", options_.config_path}});
     emit(reloading);
 
+    auto loaded = nats::load_with_secrets(options_.config_path);
+    if (loaded.config && loaded.config->dbus.bus != config_.dbus.bus)
+        loaded.errors.push_back(config::diagnostic_at(
+            loaded.origin, "dbus.bus", "cannot change while running; restart the service to move to another bus"));
     std::vector<std::string> errors;
-    auto loaded = config::load_file(options_.config_path);
     for (const auto& diagnostic : loaded.errors)
         errors.push_back(diagnostic.str());
-    std::optional<nats::Auth> auth;
-    if (loaded.config) {
-        auto resolved = nats::resolve_auth(loaded.config->nats, loaded.origin);
-        errors.insert(errors.end(), resolved.errors.begin(), resolved.errors.end());
-        auth = std::move(resolved.auth);
-        if (loaded.config->dbus.bus != config_.dbus.bus)
-            errors.push_back(options_.config_path +
-                ": dbus.bus: cannot change while running; restart the service to move to another bus");
-    }
 
     before = live_;
     std::optional<std::string> error;
     if (errors.empty()) {
         config::Config next = std::move(*loaded.config);
         // A rotated secret file counts as a change too.
-        const bool relink = link_settings_differ(config_, next) || *auth != auth_;
+        const bool relink = link_settings_differ(config_, next) || *loaded.auth != auth_;
         if (next.heartbeat.interval != config_.heartbeat.interval)
             EventLoop::set_interval(heartbeat_timer_, next.heartbeat.interval);
         outbox_.set_budget(next.nats.reconnect.buffer_bytes);
         config_ = std::move(next);
-        auth_ = std::move(*auth);
+        auth_ = std::move(*loaded.auth);
         apply_logging();
         live_.node_id = config_.node.id;
         live_.domain = config_.node.domain;

@@ -19,18 +19,25 @@ namespace {
 
 using namespace cim;
 
-// Validation shared by --check-config and start-up: every problem, one line
-// each. Secrets are only checked for their form here; start-up reads them.
-config::LoadResult load(const std::string& path, bool interactive)
+// Every problem, one line each: on stderr for --check-config, to the log
+// when the daemon starts.
+void report(const std::vector<config::Diagnostic>& errors, bool interactive)
 {
-    auto loaded = config::load_file(path);
-    for (const auto& diagnostic : loaded.errors) {
+    for (const auto& diagnostic : errors) {
         if (interactive)
             std::cerr << diagnostic.str() << "\n";
         else
             spdlog::error("{}", diagnostic.str());
     }
-    return loaded;
+}
+
+// Secrets only for their form: they may not exist where the config is
+// checked (a Nix build), only where it runs.
+int check_config(const cli::CheckConfig& options)
+{
+    const auto loaded = config::load_file(options.config_path);
+    report(loaded.errors, true);
+    return loaded.config ? 0 : cli::exit_config;
 }
 
 // After the loop: how long NATS threads may take to let go of the daemon.
@@ -38,18 +45,14 @@ constexpr std::chrono::milliseconds nats_exit_bound{1000};
 
 int run(const cli::Run& options)
 {
-    auto loaded = load(options.config_path, false);
-    if (!loaded.config)
-        return cli::exit_config;
-    auto auth = nats::resolve_auth(loaded.config->nats, loaded.origin);
-    for (const auto& error : auth.errors)
-        spdlog::error("{}", error);
-    if (!auth.auth)
+    auto loaded = nats::load_with_secrets(options.config_path);
+    report(loaded.errors, false);
+    if (!loaded.errors.empty())
         return cli::exit_config;
 
     EventLoop loop;
     Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
-        std::move(*loaded.config), std::move(*auth.auth));
+        std::move(*loaded.config), std::move(*loaded.auth));
     const int code = leaf.start() ? loop.run() : 1;
     if (!leaf.let_go_of_nats(nats_exit_bound)) {
         // A connect attempt to a silent server cannot be interrupted, and
@@ -80,7 +83,7 @@ int main(int argc, char** argv)
                 if constexpr (std::is_same_v<T, cli::Run>) {
                     return run(command);
                 } else if constexpr (std::is_same_v<T, cli::CheckConfig>) {
-                    return load(command.config_path, true).config ? 0 : cli::exit_config;
+                    return check_config(command);
                 } else if constexpr (std::is_same_v<T, cli::PrintSchema>) {
                     std::cout << config::json_schema().dump(2) << "\n";
                     return 0;

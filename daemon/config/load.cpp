@@ -80,9 +80,12 @@ std::string describe(const Field& field, const YAML::Node& node)
     return describe(node);
 }
 
+// `key` appended to the dotted path `parent`, quoted unless it is a plain
+// name: a key from the file may hold escapes (\n, \e[31m) or dots.
 std::string join_path(const std::string& parent, const std::string& key)
 {
-    return parent.empty() ? key : parent + "." + key;
+    const std::string shown = util::quote_unless_plain(key, "_-");
+    return parent.empty() ? shown : parent + "." + shown;
 }
 
 // The closest known key, for "did you mean" hints on typos.
