@@ -391,7 +391,8 @@ std::size_t skip_properties(std::string_view text, std::size_t pos)
 // parse events:
 // - a second document. Its LoadAll loops forever on some malformed input
 //   (found by fuzzing) by reading endless empty documents, so documents are
-//   counted here, stopping at two.
+//   counted here, stopping at two. (yaml-cpp 0.9 throws on some of that
+//   input first: a syntax error, at the same place.)
 // - a quoted scalar without its closing quote, which yaml-cpp ends at the
 //   end of the file, swallowing every key after it.
 void report_what_yaml_cpp_misses(Loader& loader, std::string_view text)

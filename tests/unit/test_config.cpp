@@ -249,7 +249,10 @@ TEST_CASE("file-level problems")
     CHECK(error("a: 1\n---\nb: 2\n") ==
         "config.yaml:2:1: a second YAML document (or text YAML cannot read) "
         "starts here; a config is one YAML document");
-    CHECK(error(",}\n: le:").find("a second YAML document") != std::string::npos);  // yaml-cpp looped on it
+    // yaml-cpp 0.7 looped on it, reading empty documents without end. It is
+    // refused where it starts, in whatever words the yaml-cpp at hand has
+    // (0.7: a second document; 0.9: a syntax error).
+    CHECK(error(",}\n: le:").starts_with("config.yaml:1:1: "));
     CHECK(error(std::string("node: {id: a}\0", 14)) == "config.yaml: not a text file: a NUL byte at offset 13");
     CHECK(error("node: {id: \xff}") == "config.yaml: not a text file: invalid UTF-8 at offset 11");
     CHECK(error("node: {id: a\x10}") == "config.yaml: not a text file: a control character (byte 16) at offset 12");
