@@ -187,19 +187,19 @@ public:
     // The whole file, or nullopt after an error.
     std::optional<std::string> contents(const std::string& key, const SecretFile& file)
     {
-        auto contents = util::read_regular_file(file.path, max_secret_bytes);
-        if (!contents.text)
-            error(key, file.shown + ": " + contents.error);
-        return std::move(contents.text);
+        auto whole = util::read_regular_file(file.path, max_secret_bytes);
+        if (!whole.text)
+            error(key, file.shown + ": " + whole.error);
+        return std::move(whole.text);
     }
 
     // The file's contents without the trailing newline editors add.
     std::string read(const std::string& key, const SecretFile& file)
     {
-        auto contents = this->contents(key, file);
-        if (!contents)
+        auto whole = contents(key, file);
+        if (!whole)
             return {};
-        std::string text = std::move(*contents);
+        std::string text = std::move(*whole);
         while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
             text.pop_back();
         if (text.empty())
