@@ -199,6 +199,21 @@ def test_password_nats_c_would_send_unescaped_is_refused_at_start(daemons, tmp_p
         server.stop()
 
 
+def test_token_cannot_add_fields_to_connect(daemons, tmp_path):
+    """The old binary got in with this token as user leaf: its '"' ended the
+    token's string in CONNECT and the rest became "user" and "pass" fields."""
+    server = NatsServer(tmp_path, extra=PASSWORD_SERVER.replace('Sup3r\"S3cret', "good")).start()
+    token = tmp_path / "token"
+    token.write_text('x","user":"leaf","pass":"good\n')
+    try:
+        leaf = daemons(leaf_config(server, nats={"token_file": str(token)})).start()
+        assert leaf.wait(2) == 78
+        assert f"nats.token_file: {token} holds a '\"'" in leaf.output()
+        assert "connected to NATS" not in leaf.output() and "good" not in leaf.output()
+    finally:
+        server.stop()
+
+
 def test_password_nats_c_would_send_unescaped_is_refused_on_reload(daemons, notify, tmp_path):
     server = NatsServer(tmp_path, extra=PASSWORD_SERVER.replace('Sup3r\"S3cret', "good")).start()
     password = tmp_path / "password"
