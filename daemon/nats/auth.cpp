@@ -83,7 +83,7 @@ std::optional<std::string> unsendable(std::string_view secret)
         const unsigned char c = static_cast<unsigned char>(secret[i]);
         if (c == '"' || c == '\\')
             return std::string("a '") + static_cast<char>(c) + "'";
-        if (c < 0x20)
+        if (c < 0x20 || c == 0x7f)
             return "a control character";
         const std::size_t length = util::utf8_sequence_length(secret.substr(i));
         if (length == 0)

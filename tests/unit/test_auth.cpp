@@ -103,6 +103,7 @@ TEST_CASE("a password or a token nats.c would put into CONNECT unescaped is refu
              {"Qx9\\", "a '\\'"},
              {"Qx9\t", "a control character"},
              {"Qx9\x01", "a control character"},
+             {"Qx9\x7f", "a control character"},
              {"Qx9\nQx9\n", "a control character"},
              {std::string("Qx9\0", 4), "a control character"},
              {"Qx9\xff", "invalid UTF-8"},
@@ -119,7 +120,7 @@ TEST_CASE("a password or a token nats.c would put into CONNECT unescaped is refu
     }
     // What JSON carries as it is: UTF-8, spaces, quotes of other kinds.
     for (const std::string& secret :
-        std::vector<std::string>{"p\xc3\xa4ss w\xc3\xb6rd", "it's `x` {}", "\xf0\x9f\x94\x91", "a\x7f"}) {
+        std::vector<std::string>{"p\xc3\xa4ss w\xc3\xb6rd", "it's `x` {}", "\xf0\x9f\x94\x91"}) {
         CAPTURE(secret);
         CHECK(auth_errors("nats: {token_file: " + directory.write("token", secret + "\n") + "}").empty());
     }
