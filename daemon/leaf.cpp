@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <time.h>
 
+#include <cstdint>
+
 #include <spdlog/spdlog.h>
 
 #include "config/load.hpp"
@@ -362,34 +364,25 @@ std::optional<std::string> Leaf::reload()
     const nats::Event reloading = nats::make_event("reloading", {{"config", options_.config_path}});
     emit(reloading);
 
+    auto loaded = nats::load_settings(options_.config_path, nats::Secrets::read);
+    if (loaded.config && loaded.config->dbus.bus != config_.dbus.bus)
+        loaded.errors.push_back(config::diagnostic_at(
+            loaded.origin, "dbus.bus", "cannot change while running; restart the service to move to another bus"));
     std::vector<std::string> errors;
-    auto loaded = config::load_file(options_.config_path);
-    if (loaded.config)
-        if (auto problem = nats::oversized_heartbeat(*loaded.config, loaded.origin))
-            loaded.errors.push_back(std::move(*problem));
     for (const auto& diagnostic : loaded.errors)
         errors.push_back(diagnostic.str());
-    std::optional<nats::Auth> auth;
-    if (loaded.config) {
-        auto resolved = nats::resolve_auth(loaded.config->nats, loaded.origin);
-        errors.insert(errors.end(), resolved.errors.begin(), resolved.errors.end());
-        auth = std::move(resolved.auth);
-        if (loaded.config->dbus.bus != config_.dbus.bus)
-            errors.push_back(options_.config_path +
-                ": dbus.bus: cannot change while running; restart the service to move to another bus");
-    }
 
     const Change change(*this);
     std::optional<std::string> error;
     if (errors.empty()) {
         config::Config next = std::move(*loaded.config);
         // A rotated secret file counts as a change too.
-        const bool relink = link_settings_differ(config_, next) || *auth != auth_;
+        const bool relink = link_settings_differ(config_, next) || *loaded.auth != auth_;
         if (next.heartbeat.interval != config_.heartbeat.interval)
             heartbeat_timer_.set_interval(next.heartbeat.interval);
         outbox_.set_budget(next.nats.reconnect.buffer_bytes);
         config_ = std::move(next);
-        auth_ = std::move(*auth);
+        auth_ = std::move(*loaded.auth);
         apply_logging();
         live_.node_id = config_.node.id;
         live_.domain = config_.node.domain;

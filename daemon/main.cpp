@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
-#include "config/load.hpp"
 #include "config/schema.hpp"
 #include "dbus/status_command.hpp"
 #include "event_loop.hpp"
@@ -14,30 +13,29 @@
 #include "log.hpp"
 #include "nats/auth.hpp"
 #include "nats/link.hpp"
-#include "nats/payloads.hpp"
 #include "version.hpp"
 
 namespace {
 
 using namespace cim;
 
-// Validation shared by --check-config and start-up: every problem, one line
-// each. Secrets are only checked for their form here; start-up reads them.
-config::LoadResult load(const std::string& path, bool interactive)
+// Every problem, one line each: on stderr for --check-config, to the log
+// when the daemon starts.
+void report(const std::vector<config::Diagnostic>& errors, bool interactive)
 {
-    auto loaded = config::load_file(path);
-    if (loaded.config)
-        if (auto problem = nats::oversized_heartbeat(*loaded.config, loaded.origin)) {
-            loaded.errors.push_back(std::move(*problem));
-            loaded.config.reset();
-        }
-    for (const auto& diagnostic : loaded.errors) {
+    for (const auto& diagnostic : errors) {
         if (interactive)
             std::cerr << diagnostic.str() << "\n";
         else
             spdlog::error("{}", diagnostic.str());
     }
-    return loaded;
+}
+
+int check_config(const cli::CheckConfig& options)
+{
+    const auto loaded = nats::load_settings(options.config_path, nats::Secrets::leave);
+    report(loaded.errors, true);
+    return loaded.config ? 0 : cli::exit_config;
 }
 
 // After the loop: how long NATS may still drain and its threads take to
@@ -46,13 +44,9 @@ constexpr std::chrono::milliseconds nats_exit_bound{600};
 
 int run(const cli::Run& options)
 {
-    auto loaded = load(options.config_path, false);
-    if (!loaded.config)
-        return cli::exit_config;
-    auto auth = nats::resolve_auth(loaded.config->nats, loaded.origin);
-    for (const auto& error : auth.errors)
-        spdlog::error("{}", error);
-    if (!auth.auth)
+    auto loaded = nats::load_settings(options.config_path, nats::Secrets::read);
+    report(loaded.errors, false);
+    if (!loaded.errors.empty())
         return cli::exit_config;
 
     EventLoop loop;
@@ -60,7 +54,7 @@ int run(const cli::Run& options)
         return nats::Link::start(loop, config, auth, std::move(handlers));
     };
     Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
-        std::move(*loaded.config), std::move(*auth.auth), connect);
+        std::move(*loaded.config), std::move(*loaded.auth), connect);
     const int code = leaf.start() ? loop.run() : 1;
     leaf.release_nats(nats_exit_bound / 2);
     if (!nats::Link::wait_for_all_stopped(nats_exit_bound)) {
@@ -92,7 +86,7 @@ int main(int argc, char** argv)
                 if constexpr (std::is_same_v<T, cli::Run>) {
                     return run(command);
                 } else if constexpr (std::is_same_v<T, cli::CheckConfig>) {
-                    return load(command.config_path, true).config ? 0 : cli::exit_config;
+                    return check_config(command);
                 } else if constexpr (std::is_same_v<T, cli::PrintSchema>) {
                     std::cout << config::json_schema().dump(2) << "\n";
                     return 0;

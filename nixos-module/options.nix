@@ -27,7 +27,7 @@
         description = "Server URLs; several form a cluster to fail over between. All nats:// or all tls://, not mixed.";
       };
       name = lib.mkOption {
-        type = lib.types.strMatching "^[!-~]+\$";
+        type = lib.types.strMatching "^([!#-[^-~]|[][]|[\\]])+\$";
         default = "cim-leaf";
         description = "Client connection name shown by the server.";
       };
@@ -37,7 +37,7 @@
         description = "NATS credentials (JWT + NKey seed) file. An absolute path, or the name of a systemd credential (LoadCredential=) that resolves in \$CREDENTIALS_DIRECTORY. Never the secret itself. Unset: not used.";
       };
       user = lib.mkOption {
-        type = lib.types.nullOr lib.types.str;
+        type = lib.types.nullOr (lib.types.strMatching "^([ !#-[^-~]|[][]|[\\]])+\$");
         default = null;
         description = "User name; the password comes from password_file. Unset: not used.";
       };

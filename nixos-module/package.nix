@@ -8,7 +8,7 @@
 , pkg-config
 , libnats-c
 , sdbus-cpp
-, systemd
+, systemdLibs
 , spdlog
 , yaml-cpp
 , nlohmann_json
@@ -39,17 +39,22 @@ stdenv.mkDerivation {
       (root + "/proto")
       (lib.fileset.maybeMissing (root + "/nixos-module/options.nix"))
       (lib.fileset.maybeMissing (root + "/tests"))
-      (lib.fileset.maybeMissing (root + "/bench"))
     ];
   };
 
   strictDeps = true;
 
+  # cmake is here for finding doctest only: meson configures, whatever the
+  # order of the setup hooks.
+  dontUseCmakeConfigure = true;
+
   nativeBuildInputs = [
     meson
     ninja
     pkg-config
-    # doctest ships only a CMake package; meson finds it through cmake.
+    # doctest 2.5 (nixpkgs 26.05) has a pkg-config file; 2.4 (25.11 and
+    # before, which a flake may follow) only a CMake package, which meson
+    # then finds through cmake.
     cmake
     # sdbus-c++-xml2cpp generates the D-Bus adaptor at build time.
     sdbus-cpp
@@ -58,7 +63,7 @@ stdenv.mkDerivation {
   buildInputs = [
     libnats-c
     sdbus-cpp
-    systemd
+    systemdLibs
     spdlog
     yaml-cpp
     nlohmann_json

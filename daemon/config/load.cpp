@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <regex>
@@ -79,9 +80,12 @@ std::string describe(const Field& field, const YAML::Node& node)
     return describe(node);
 }
 
+// `key` appended to the dotted path `parent`, quoted unless it is a plain
+// name: a key from the file may hold escapes (\n, \e[31m) or dots.
 std::string join_path(const std::string& parent, const std::string& key)
 {
-    return parent.empty() ? key : parent + "." + key;
+    const std::string shown = util::quote_unless_plain(key, "_-");
+    return parent.empty() ? shown : parent + "." + shown;
 }
 
 // The closest known key, for "did you mean" hints on typos.
@@ -387,7 +391,8 @@ std::size_t skip_properties(std::string_view text, std::size_t pos)
 // parse events:
 // - a second document. Its LoadAll loops forever on some malformed input
 //   (found by fuzzing) by reading endless empty documents, so documents are
-//   counted here, stopping at two.
+//   counted here, stopping at two. (yaml-cpp 0.9 throws on some of that
+//   input first: a syntax error, at the same place.)
 // - a quoted scalar without its closing quote, which yaml-cpp ends at the
 //   end of the file, swallowing every key after it.
 void report_what_yaml_cpp_misses(Loader& loader, std::string_view text)

@@ -1,5 +1,6 @@
 #include "config/schema.hpp"
 
+#include <cstdint>
 #include <utility>
 
 namespace cim::config {
@@ -58,6 +59,14 @@ constexpr const char* server_pattern =
     R"(^(nats|tls)://([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+([][]|[\]])))"
     R"((:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?$)";
 
+// Printable ASCII but '"' and '\': nats.c 3.4.1 writes the user and the
+// client name into CONNECT's JSON unescaped, where these two would end the
+// string early (and let the rest add fields). ']' has a branch of its own,
+// ([][]|[\]]), as in server_pattern: ECMAScript matches ']' there; Nix's ERE
+// also '\]', which the daemon refuses (the module runs --check-config).
+constexpr const char* name_pattern = R"(^([!#-[^-~]|[][]|[\]])+$)";
+constexpr const char* user_pattern = R"(^([ !#-[^-~]|[][]|[\]])+$)";
+
 // A NATS subject token: no dots, wildcards or white space.
 constexpr const char* token_pattern = R"(^[A-Za-z0-9_-]+$)";
 
@@ -101,8 +110,8 @@ Field build()
                         .kind = Kind::string,
                         .description = "Client connection name shown by the server.",
                         .default_value = "cim-leaf",
-                        .pattern = R"(^[!-~]+$)",
-                        .pattern_hint = "a name of printable ASCII characters without spaces",
+                        .pattern = name_pattern,
+                        .pattern_hint = "a name of printable ASCII characters without spaces, '\"' or '\\'",
                         .store = into<std::string>(CIM_MEMBER(nats.name))},
                     secret("credentials_file", "NATS credentials (JWT + NKey seed) file.",
                         into<std::string>(CIM_MEMBER(nats.credentials_file))),
@@ -110,6 +119,8 @@ Field build()
                         .kind = Kind::string,
                         .description = "User name; the password comes from password_file.",
                         .default_note = "not used",
+                        .pattern = user_pattern,
+                        .pattern_hint = "a name of printable ASCII characters other than '\"' and '\\'",
                         .store = into<std::string>(CIM_MEMBER(nats.user))},
                     secret("password_file", "File holding the password for user.",
                         into<std::string>(CIM_MEMBER(nats.password_file))),

@@ -1,5 +1,7 @@
 #include "dbus/leaf_object.hpp"
 
+#include <cstdint>
+
 #include <spdlog/spdlog.h>
 
 #include "health.hpp"

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+
 #include <sdbus-c++/sdbus-c++.h>
 
 #include "dbus/control.hpp"

@@ -2,13 +2,16 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 
+#include "nats/payloads.hpp"
 #include "util/file.hpp"
+#include "util/text.hpp"
 
 namespace cim::nats {
 
@@ -72,11 +75,78 @@ std::optional<std::string> env(const char* name)
     return value && *value ? std::optional<std::string>(value) : std::nullopt;
 }
 
+// Why nats.c 3.4.1 cannot send `secret` in CONNECT, whose JSON it writes
+// without escaping the password or the token, or nullopt. Says what, never
+// where: the text is a secret.
+std::optional<std::string> unsendable(std::string_view secret)
+{
+    for (std::size_t i = 0; i < secret.size();) {
+        const unsigned char c = static_cast<unsigned char>(secret[i]);
+        if (c == '"' || c == '\\')
+            return std::string("a '") + static_cast<char>(c) + "'";
+        if (c < 0x20 || c == 0x7f)
+            return "a control character";
+        const std::size_t length = util::utf8_sequence_length(secret.substr(i));
+        if (length == 0)
+            return "invalid UTF-8";
+        i += length;
+    }
+    return std::nullopt;
+}
+
+// The user JWT nats.c 3.4.1 sends from a credentials file, found as it finds
+// it (nats_GetJWTOrSeed, item 0): in the file as a C string, the line after a
+// header line when the next non-empty line is a header too; without one, the
+// whole file. Lines end at '\n' only.
+std::string user_jwt(std::string_view file)
+{
+    file = file.substr(0, file.find('\0'));
+    std::vector<std::string_view> lines;  // non-empty, as strtok splits
+    for (std::size_t start = 0; start < file.size();) {
+        const std::size_t end = std::min(file.find('\n', start), file.size());
+        if (end > start)
+            lines.push_back(file.substr(start, end - start));
+        start = end + 1;
+    }
+    // "---" at the end, and "---" again before those.
+    auto header = [](std::string_view line) {
+        return line.size() >= 6 && line.ends_with("---") &&
+            line.substr(0, line.size() - 3).find("---") != std::string_view::npos;
+    };
+    for (std::size_t i = 0; i + 2 < lines.size(); ++i)
+        if (header(lines[i])) {
+            if (header(lines[i + 2]))
+                return std::string(lines[i + 1]);
+            i += 2;  // nats.c goes on after the lines it looked at
+        }
+    return std::string(file);
+}
+
+// What a JWT is: three base64url parts joined by dots (header, claims,
+// signature). nats.c escapes the JWT only partly ('"' not at all), and a
+// seed in the JWT's place would be sent as it: nothing else may pass.
+bool is_jwt(std::string_view text)
+{
+    auto base64url = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    };
+    int parts = 0;
+    for (std::size_t start = 0; start <= text.size(); ++parts) {
+        const std::size_t end = std::min(text.find('.', start), text.size());
+        const std::string_view part = text.substr(start, end - start);
+        if (part.empty() || !std::all_of(part.begin(), part.end(), base64url))
+            return false;
+        start = end + 1;
+    }
+    return parts == 3;
+}
+
 // A secret file as the config names it.
 struct SecretFile {
     std::string path;  // resolved; empty when unused or unresolvable
-    // How errors name it: an absolute path as written, a credential name not
-    // at all, since an operator may have written the secret itself there.
+    // How errors name it: an absolute path as written (quoted when it holds
+    // more than a path usually does), a credential name not at all, since an
+    // operator may have written the secret itself there.
     std::string shown;
 };
 
@@ -84,18 +154,18 @@ class Resolver {
 public:
     explicit Resolver(const config::Origin& origin) : origin_(origin) { }
 
-    std::vector<std::string> errors;
+    std::vector<config::Diagnostic> errors;
 
     void error(const std::string& key, std::string message)
     {
-        errors.push_back(config::diagnostic_at(origin_, key, std::move(message)).str());
+        errors.push_back(config::diagnostic_at(origin_, key, std::move(message)));
     }
 
     // An absolute path stays; a credential name resolves in $CREDENTIALS_DIRECTORY.
     SecretFile locate(const std::string& key, const std::string& written)
     {
         if (written.empty() || written.front() == '/')
-            return {written, written};
+            return {written, util::quote_unless_plain(written, "/._-+")};
         const auto directory = env("CREDENTIALS_DIRECTORY");
         if (!directory) {
             error(key,
@@ -111,19 +181,26 @@ public:
     {
         const SecretFile file = locate(key, written);
         if (!file.path.empty())
-            read(key, file);
+            contents(key, file);
         return file.path;
+    }
+
+    // The whole file, or nullopt after an error.
+    std::optional<std::string> contents(const std::string& key, const SecretFile& file)
+    {
+        auto whole = util::read_regular_file(file.path, max_secret_bytes);
+        if (!whole.text)
+            error(key, file.shown + ": " + whole.error);
+        return std::move(whole.text);
     }
 
     // The file's contents without the trailing newline editors add.
     std::string read(const std::string& key, const SecretFile& file)
     {
-        auto contents = util::read_regular_file(file.path, max_secret_bytes);
-        if (!contents.text) {
-            error(key, file.shown + ": " + contents.error);
+        auto whole = contents(key, file);
+        if (!whole)
             return {};
-        }
-        std::string text = std::move(*contents.text);
+        std::string text = std::move(*whole);
         while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
             text.pop_back();
         if (text.empty())
@@ -131,10 +208,32 @@ public:
         return text;
     }
 
+    // A password or a token: text that goes into CONNECT.
     std::string secret(const std::string& key, const std::string& written)
     {
         const SecretFile file = locate(key, written);
-        return file.path.empty() ? std::string() : read(key, file);
+        if (file.path.empty())
+            return {};
+        std::string text = read(key, file);
+        if (auto problem = unsendable(text))
+            error(key,
+                file.shown + " holds " + *problem +
+                    ", which nats.c would send unescaped in CONNECT; use another secret (it is not shown)");
+        return text;
+    }
+
+    // A credentials file, which nats.c reads itself at every connect.
+    std::string credentials(const std::string& key, const std::string& written)
+    {
+        const SecretFile file = locate(key, written);
+        if (file.path.empty())
+            return {};
+        if (auto text = contents(key, file); text && !is_jwt(user_jwt(*text)))
+            error(key,
+                file.shown +
+                    " does not hold a user JWT (three base64url parts joined by dots) in a -----BEGIN NATS USER "
+                    "JWT----- section");
+        return file.path;
     }
 
 private:
@@ -177,7 +276,7 @@ AuthResult resolve_auth(const config::NatsConfig& nats, const config::Origin& or
 {
     Resolver resolver(origin);
     Auth auth;
-    auth.credentials_file = resolver.readable("nats.credentials_file", nats.credentials_file);
+    auth.credentials_file = resolver.credentials("nats.credentials_file", nats.credentials_file);
     auth.user = nats.user;
     auth.password = resolver.secret("nats.password_file", nats.password_file);
     auth.token = resolver.secret("nats.token_file", nats.token_file);
@@ -199,6 +298,20 @@ AuthResult resolve_auth(const config::NatsConfig& nats, const config::Origin& or
     if (!resolver.errors.empty())
         return {std::nullopt, std::move(resolver.errors)};
     return {std::move(auth), {}};
+}
+
+Loaded load_settings(const std::string& path, Secrets secrets)
+{
+    auto loaded = config::load_file(path);
+    if (loaded.config)
+        if (auto problem = oversized_heartbeat(*loaded.config, loaded.origin)) {
+            loaded.errors.push_back(std::move(*problem));
+            loaded.config.reset();
+        }
+    if (!loaded.config || secrets == Secrets::leave)
+        return {std::move(loaded.config), std::nullopt, std::move(loaded.origin), std::move(loaded.errors)};
+    auto resolved = resolve_auth(loaded.config->nats, loaded.origin);
+    return {std::move(loaded.config), std::move(resolved.auth), std::move(loaded.origin), std::move(resolved.errors)};
 }
 
 }  // namespace cim::nats

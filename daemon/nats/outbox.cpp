@@ -1,5 +1,7 @@
 #include "nats/outbox.hpp"
 
+#include <cstdint>
+
 namespace cim::nats {
 
 std::int64_t Outbox::size_of(const Message& message)

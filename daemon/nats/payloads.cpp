@@ -1,5 +1,6 @@
 #include "nats/payloads.hpp"
 
+#include <cstdint>
 #include <limits>
 
 #include "util/ids.hpp"

@@ -1,5 +1,7 @@
 #include "nats/service.hpp"
 
+#include <cstdint>
+
 #include "util/ids.hpp"
 #include "util/json.hpp"
 #include "util/text.hpp"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <numeric>
 #include <vector>
@@ -46,6 +47,15 @@ std::string quote(std::string_view text)
     if (i < rest.size())
         out += "...";
     return out + "\"";
+}
+
+std::string quote_unless_plain(std::string_view name, std::string_view also)
+{
+    const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [&](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            also.find(c) != std::string_view::npos;
+    });
+    return plain ? std::string(name) : quote(name);
 }
 
 std::size_t edit_distance(std::string_view a, std::string_view b)

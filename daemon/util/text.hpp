@@ -11,6 +11,12 @@ namespace cim::util {
 // character boundary, for error messages that echo what the user wrote.
 std::string quote(std::string_view text);
 
+// A name from a file (a key, a path) as written when it holds nothing but
+// ASCII letters, digits and the characters in `also`, else quote(name): so
+// that it can neither send control characters to a terminal nor pass for
+// part of the message around it.
+std::string quote_unless_plain(std::string_view name, std::string_view also);
+
 std::size_t edit_distance(std::string_view a, std::string_view b);
 
 // A whole decimal integer (optional '-'), nothing else.

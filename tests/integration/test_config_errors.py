@@ -2,6 +2,7 @@
 where, exit 78 (EX_CONFIG) within a second, no crash, for --check-config and
 for a real start alike."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -72,6 +73,19 @@ CASES = [
      "nats.servers: is 30007 bytes long; at most 512"),
     ("long secret path", "nats: {token_file: /" + "a" * 30000 + "}\n",
      "nats.token_file: is 30001 bytes long; at most 4096"),
+    # nats.c 3.4.1 writes the user and the client name into CONNECT unescaped: the leaf never connected.
+    ("quote in client name", "nats: {name: 'cim\"leaf'}\n",
+     ":1:14: nats.name: expected a name of printable ASCII characters without spaces, '\"' or '\\', "
+     'got "cim\\"leaf"'),
+    ("backslash in user", "nats: {user: 'a\\b', password_file: p}\n",
+     ":1:14: nats.user: expected a name of printable ASCII characters other than '\"' and '\\', got \"a\\\\b\""),
+    ("fields injected by the user", 'nats: {user: \'x","pass":"y\', password_file: p}\n', "nats.user: expected a name"),
+    ("control character in user", 'nats: {user: "a\\u0001", password_file: p}\n',
+     'nats.user: expected a name of printable ASCII characters other than \'"\' and \'\\\', got "a\\u0001"'),
+    # Keys written with YAML escapes print escaped: they cannot forge a line or colour the terminal.
+    ("escaped key", '"\\e[31mred\\nconfig.yaml:9:9: fake\\a": 1\n',
+     ':1:1: "\\u001b[31mred\\u000aconfig.yaml:9:9: fake\\u0007": unknown key'),
+    ("escaped nested key", 'nats:\n  "re\\u0008connect": {}\n', ':2:3: nats."re\\u0008connect": unknown key'),
     ("10 MB file", "#" * (10 << 20), "is larger than 1048576 bytes"),
     ("deep nesting", "a: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1:"),
 ]
@@ -93,6 +107,8 @@ def test_invalid_config_is_refused_with_a_clear_message(tmp_path, name, content,
     assert result.stdout == ""
     assert expected in result.stderr, result.stderr
     assert result.stderr.startswith(str(path)), "each line starts with the file"
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", result.stderr), "no control character but line ends"
+    assert all(line.startswith(f"{path}:") for line in result.stderr.splitlines()), "one line each"
     assert seconds < 1.0, f"took {seconds:.2f}s"
 
 
@@ -206,3 +222,27 @@ def test_credential_name_resolves_in_credentials_directory(daemons, nats_server,
     notify.wait_for("READY", "1", timeout=10)
     assert "s3cret" not in leaf.output()
     assert leaf.stop() == 0
+
+
+def test_reload_cannot_move_to_another_bus(daemons, notify):
+    config = {"dbus": {"bus": "none"}, "systemd": {"ready_on": "started"}}
+    leaf = daemons(config, notify=notify).start()
+    notify.wait_for("READY", "1", timeout=10)
+    leaf.write_config({**config, "dbus": {"bus": "session"}})
+    leaf.signal(signal.SIGHUP)
+    leaf.wait_for_log(f"reload rejected: {leaf.config_path}:2:3: dbus.bus: cannot change while running; restart the "
+                      "service to move to another bus")
+    assert leaf.stop() == 0
+
+
+def test_credentials_file_whose_jwt_would_inject_into_connect_exits_78(daemons, tmp_path):
+    """nats.c reads the file itself and escapes its JWT only partly ('"' not at all)."""
+    creds = tmp_path / "leaf.creds"
+    creds.write_text('-----BEGIN NATS USER JWT-----\neyJhIjoiYiJ9.eyJjIjoiZCJ9.c2ln","user":"admin\n'
+                     "------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\nSUAS3cret\n"
+                     "------END USER NKEY SEED------\n")
+    leaf = daemons({"nats": {"credentials_file": str(creds)}, "dbus": {"bus": "none"}}).start()
+    assert leaf.wait(2) == 78
+    assert (f"nats.credentials_file: {creds} does not hold a user JWT (three base64url parts joined by dots) in a "
+            "-----BEGIN NATS USER JWT----- section") in leaf.output()
+    assert "S3cret" not in leaf.output() and "admin" not in leaf.output()

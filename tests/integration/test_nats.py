@@ -180,6 +180,69 @@ def test_wrong_secret_one_clear_line_then_recovers_after_reload(daemons, notify,
         server.stop()
 
 
+PASSWORD_SERVER = "authorization { user: leaf, password: 'Sup3r\"S3cret' }"
+
+
+def test_password_nats_c_would_send_unescaped_is_refused_at_start(daemons, tmp_path):
+    """nats.c 3.4.1 writes the password into CONNECT's JSON as it is: one with
+    a '"' never connected ("Expected 'PONG', got ''"), and could add fields."""
+    server = NatsServer(tmp_path, extra=PASSWORD_SERVER).start()
+    password = tmp_path / "password"
+    password.write_text('Sup3r"S3cret\n')
+    try:
+        leaf = daemons(leaf_config(server, nats={"user": "leaf", "password_file": str(password)})).start()
+        assert leaf.wait(2) == 78
+        assert (f"{leaf.config_path}:6:3: nats.password_file: {password} holds a '\"', which nats.c would send "
+                "unescaped in CONNECT; use another secret (it is not shown)") in leaf.output()
+        assert "Sup3r" not in leaf.output() and "S3cret" not in leaf.output()
+    finally:
+        server.stop()
+
+
+def test_token_cannot_add_fields_to_connect(daemons, tmp_path):
+    """The old binary got in with this token as user leaf: its '"' ended the
+    token's string in CONNECT and the rest became "user" and "pass" fields."""
+    server = NatsServer(tmp_path, extra=PASSWORD_SERVER.replace('Sup3r\"S3cret', "good")).start()
+    token = tmp_path / "token"
+    token.write_text('x","user":"leaf","pass":"good\n')
+    try:
+        leaf = daemons(leaf_config(server, nats={"token_file": str(token)})).start()
+        assert leaf.wait(2) == 78
+        assert f"nats.token_file: {token} holds a '\"'" in leaf.output()
+        assert "connected to NATS" not in leaf.output() and "good" not in leaf.output()
+    finally:
+        server.stop()
+
+
+def test_password_nats_c_would_send_unescaped_is_refused_on_reload(daemons, notify, tmp_path):
+    server = NatsServer(tmp_path, extra=PASSWORD_SERVER.replace('Sup3r\"S3cret', "good")).start()
+    password = tmp_path / "password"
+    password.write_text("good\n")
+    try:
+        with Client(server.port, user="leaf", **{"pass": "good"}) as client:
+            client.subscribe("cim.leaf.leaf-01.>")
+            leaf = start_leaf(daemons, notify, server, nats={"user": "leaf", "password_file": str(password)})
+            password.write_text('Sup3r"S3cret\n')
+            leaf.signal(signal.SIGHUP)
+            failed = event(client.next_msg(subject="cim.leaf.leaf-01.events.reload_failed"))
+            assert failed["data"]["errors"] == [
+                f"{leaf.config_path}:6:3: nats.password_file: {password} holds a '\"', which nats.c would send "
+                "unescaped in CONNECT; use another secret (it is not shown)"]
+            # The previous configuration keeps running, and says the reload failed.
+            status = health(client)
+            assert (status["state"], status["status"]) == ("connected", "degraded")
+            assert status["checks"]["config"]["last_reload_failed"] is True
+        server.stop()
+        server.start()  # the previous password gets the leaf in again
+        with Client(server.port, user="leaf", **{"pass": "good"}) as client:
+            client.subscribe("cim.leaf.leaf-01.heartbeat")
+            client.next_msg(timeout=10)
+        assert leaf.stop() == 0
+        assert "Sup3r" not in leaf.output() and "S3cret" not in leaf.output()
+    finally:
+        server.stop()
+
+
 def test_tls_with_client_certificate(daemons, notify, tmp_path):
     make_certificates(tmp_path)
     server = NatsServer(tmp_path, extra=f'tls {{ cert_file: "{tmp_path}/server.pem", key_file: "{tmp_path}/server.key", '

@@ -61,6 +61,22 @@ def test_server_url_pattern_in_nix(url, valid):
     assert result.stdout.strip() == ("true" if valid else "false")
 
 
+NAMES = {("name", "cim-leaf"): True, ("name", "a]b[c"): True, ("name", "~!#$%&'()*+,./:;<=>?@^_`{|}"): True,
+         ("name", 'a"b'): False, ("name", "a\\b"): False, ("name", "a b"): False, ("name", "a\tb"): False,
+         ("user", "the leaf"): True, ("user", "a]b"): True, ("user", 'a"b'): False, ("user", "a\\b"): False,
+         ("user", "a\nb"): False, ("user", "b\u00e4r"): False}
+
+
+@pytest.mark.parametrize("key,value,valid", [(*k, v) for k, v in NAMES.items()], ids=[repr(k) for k in NAMES])
+def test_name_patterns_in_nix(key, value, valid):
+    """nats.name and nats.user, which nats.c writes into CONNECT unescaped, as Nix's builtins.match reads them."""
+    schema = json.loads((ROOT / "proto" / "config.schema.json").read_text())
+    pattern = schema["properties"]["nats"]["properties"][key]["pattern"]
+    result = nix("--eval", "--argstr", "p", pattern, "--argstr", "s", value, "-E", "{ p, s }: builtins.match p s != null")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("true" if valid else "false")
+
+
 def test_flake_has_exactly_the_pinned_nixpkgs_input():
     result = nix("--eval", "--strict", "--json", "-E", "(import ./flake.nix).inputs")
     assert result.returncode == 0, result.stderr

@@ -3,7 +3,6 @@
 #include "cli.hpp"
 #include "config/load.hpp"
 #include "health.hpp"
-#include "nats/auth.hpp"
 #include "nats/outbox.hpp"
 #include "nats/payloads.hpp"
 #include "nats/service.hpp"
@@ -193,30 +192,6 @@ TEST_CASE("$SRV answers with the ADR-32 types")
     CHECK(unknown.headers ==
         nats::Headers{{"Nats-Service-Error", "unknown verb \"KV\": cim-leaf answers PING, INFO and STATS"},
             {"Nats-Service-Error-Code", "400"}});
-}
-
-TEST_CASE("an NKey seed gives its public key")
-{
-    // A pair made by nkeys.js (npm), an independent implementation.
-    CHECK(nats::nkey_public_from_seed("SUAOOC4CIFBWJWPSDBEL7ATEIZURY5CMMP564CEVTFZQ4M7INFFWEEAT5Q") ==
-        "UASWSB6ODZQ2WF3NUKZ2P65ZMDYO56EFDR4AKL42NV4NPBLHU2TU26CA");
-    CHECK(nats::nkey_public_from_seed("SAAJUBL45TTHZLMF4AO2KBO2F7PNQ2C7F6YSQV3M3VDBDVLOHVKYBSQ3LU") ==
-        "AADPOOBGEWJ73TPFMKI3NW7QN65SDMCOFXGGZLWKHEP6BSVBK56KV44K");
-    CHECK_FALSE(nats::nkey_public_from_seed("SUAOOC4CIFBWJWPSDBEL7ATEIZURY5CMMP564CEVTFZQ4M7INFFWEEAT5A"));  // bad CRC
-    CHECK_FALSE(nats::nkey_public_from_seed("UASWSB6ODZQ2WF3NUKZ2P65ZMDYO56EFDR4AKL42NV4NPBLHU2TU26CA"));
-    CHECK_FALSE(nats::nkey_public_from_seed(""));
-}
-
-TEST_CASE("a secret file's errors name the config file and the key's line:column")
-{
-    const auto loaded = config::load_string("nats:\n  token_file: /nonexistent/token\n", "c.yaml");
-    REQUIRE(loaded.config);
-    CHECK(nats::resolve_auth(loaded.config->nats, loaded.origin).errors ==
-        std::vector<std::string>{
-            "c.yaml:2:3: nats.token_file: /nonexistent/token: cannot open: No such file or directory"});
-    // Where a key stands is not a setting: moving it is no change to reconnect for.
-    CHECK(config::load_string("nats: {token_file: /t}", "c.yaml").config->nats ==
-        config::load_string("\n\nnats:\n  token_file: /t\n", "c.yaml").config->nats);
 }
 
 TEST_CASE("command line")

@@ -51,3 +51,14 @@ TEST_CASE("quote cuts long text at a character boundary")
     CHECK(quote("bad \xc0") == "\"bad \xef\xbf\xbd\"");
     CHECK_FALSE(find_non_text(quote(std::string(62, 'x') + "\xe2\x82\xac\xe2\x82\xac")));
 }
+
+TEST_CASE("quote_unless_plain: plain names as written, anything else quoted")
+{
+    CHECK(quote_unless_plain("reconnect_wait-2", "_-") == "reconnect_wait-2");
+    CHECK(quote_unless_plain("/run/secrets/nats.creds", "/._-") == "/run/secrets/nats.creds");
+    CHECK(quote_unless_plain("a.b", "_-") == R"("a.b")");  // would read as a key path
+    CHECK(quote_unless_plain("\x1b[31mred\a", "_-") == R"("\u001b[31mred\u0007")");
+    CHECK(quote_unless_plain("x\nc.yaml:1:1: fake", "_-") == R"("x\u000ac.yaml:1:1: fake")");
+    CHECK(quote_unless_plain("n\xc5\x93ud", "_-") == "\"n\xc5\x93ud\"");
+    CHECK(quote_unless_plain("", "_-") == R"("")");
+}
