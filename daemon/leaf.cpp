@@ -8,7 +8,6 @@
 #include <spdlog/spdlog.h>
 
 #include "config/load.hpp"
-#include "dbus/bus.hpp"
 #include "health.hpp"
 #include "log.hpp"
 #include "util/json.hpp"
@@ -48,9 +47,9 @@ bool link_settings_differ(const config::Config& a, const config::Config& b)
 
 }  // namespace
 
-Leaf::Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth, nats::Connector connect)
+Leaf::Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth, Parts parts)
     : loop_(loop), options_(std::move(options)), config_(std::move(config)), auth_(std::move(auth)),
-      connect_(std::move(connect)), outbox_(config_.nats.reconnect.buffer_bytes)
+      parts_(std::move(parts)), outbox_(config_.nats.reconnect.buffer_bytes)
 {
     live_.node_id = config_.node.id;
     live_.domain = config_.node.domain;
@@ -86,26 +85,20 @@ bool Leaf::start()
     // NATS waits for the name: a second instance must not publish as this node.
     notifier_.send(notify_message::status(
         std::string("Connecting to the ") + (config_.dbus.bus == config::Bus::system ? "system" : "session") + " bus"));
-    try {
-        bus_ = std::make_unique<dbus::Bus>(loop_, config_.dbus.bus, *this,
-            dbus::Bus::Handlers{
-                .owned = [this] { serve(); },
-                .failed =
-                    [this](const std::string& why) {
-                        spdlog::error("{}", why);
-                        loop_.exit(1);
-                    },
-                .lost =
-                    [this](const std::string& why) {
-                        spdlog::error(
-                            "lost the D-Bus connection ({}); exiting so that systemd restarts the service", why);
-                        loop_.exit(1);
-                    },
-            });
-    } catch (const std::exception& e) {
-        spdlog::error("{}", e.what());
-        return false;
-    }
+    bus_ = parts_.connect_bus(config_.dbus.bus, *this,
+        {
+            .owned = [this] { serve(); },
+            .failed =
+                [this](const std::string& why) {
+                    spdlog::error("{}", why);
+                    loop_.exit(1);
+                },
+            .lost =
+                [this](const std::string& why) {
+                    spdlog::error("lost the D-Bus connection ({}); exiting so that systemd restarts the service", why);
+                    loop_.exit(1);
+                },
+        });
     return true;
 }
 
@@ -157,7 +150,7 @@ void Leaf::start_link()
             },
         .health = [this] { return snapshot_.json(); },
     };
-    link_ = connect_(config_, auth_, std::move(handlers));
+    link_ = parts_.connect_nats(config_, auth_, std::move(handlers));
 }
 
 void Leaf::on_connected(const nats::Server& server)

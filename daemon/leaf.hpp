@@ -21,10 +21,6 @@
 
 namespace cim {
 
-namespace dbus {
-class Bus;
-}
-
 // The daemon: owns the configuration, the live state and the parts that
 // report it (NATS connection, D-Bus object, systemd notify), all driven from
 // one event loop. Every state change happens inside a `Change`; the
@@ -39,9 +35,14 @@ public:
         std::chrono::milliseconds loss_memory = std::chrono::minutes(5);
     };
 
-    // `connect` makes the NATS connection for a configuration (nats::Link,
-    // or a test double).
-    Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth, nats::Connector connect);
+    // How the daemon reaches NATS and the bus: nats::Link and dbus::Bus, or
+    // test doubles.
+    struct Parts {
+        nats::Connector connect_nats;
+        dbus::Connector connect_bus;
+    };
+
+    Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth, Parts parts);
     ~Leaf() override;
 
     // Starts every part; returns false (after logging why) when the daemon
@@ -101,7 +102,7 @@ private:
     Options options_;
     config::Config config_;
     nats::Auth auth_;
-    nats::Connector connect_;
+    Parts parts_;
     Notifier notifier_;
     LiveState live_;
     HealthSnapshot snapshot_;  // live_ as of the last commit, for nats.c threads
@@ -114,7 +115,7 @@ private:
 
     std::shared_ptr<nats::Connection> link_;
     nats::Outbox outbox_;
-    std::unique_ptr<dbus::Bus> bus_;
+    std::unique_ptr<dbus::Connection> bus_;
 
     int changes_ = 0;  // Changes in scope
     std::uint64_t link_generation_ = 0;

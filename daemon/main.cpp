@@ -7,6 +7,7 @@
 
 #include "cli.hpp"
 #include "config/schema.hpp"
+#include "dbus/bus.hpp"
 #include "dbus/status_command.hpp"
 #include "event_loop.hpp"
 #include "leaf.hpp"
@@ -50,11 +51,18 @@ int run(const cli::Run& options)
         return cli::exit_config;
 
     EventLoop loop;
-    auto connect = [&loop](const config::Config& config, const nats::Auth& auth, nats::Handlers handlers) {
-        return nats::Link::start(loop, config, auth, std::move(handlers));
+    Leaf::Parts parts{
+        .connect_nats =
+            [&loop](const config::Config& config, const nats::Auth& auth, nats::Handlers handlers) {
+                return nats::Link::start(loop, config, auth, std::move(handlers));
+            },
+        .connect_bus =
+            [&loop](config::Bus bus, dbus::Control& control, dbus::Handlers handlers) {
+                return std::make_unique<dbus::Bus>(loop, bus, control, std::move(handlers));
+            },
     };
     Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
-        std::move(*loaded.config), std::move(*loaded.auth), connect);
+        std::move(*loaded.config), std::move(*loaded.auth), std::move(parts));
     const int code = leaf.start() ? loop.run() : 1;
     leaf.release_nats(nats_exit_bound / 2);
     if (!nats::Link::wait_for_all_stopped(nats_exit_bound)) {

@@ -27,19 +27,13 @@ inline constexpr std::chrono::seconds start_bound{10};
 // /org/cim/Leaf1 from the daemon's event loop. Nothing here waits for the
 // bus: the connection is opened off the loop (see Opening), and then only
 // sends, which sd-bus queues when the bus does not read.
-class Bus {
+class Bus final : public Connection {
 public:
-    struct Handlers {
-        std::function<void()> owned;  // the name is ours, the object served
-        std::function<void(const std::string&)> failed;  // at start-up: why not, in words
-        std::function<void(const std::string&)> lost;  // later: the connection broke
-    };
-
     // Starts connecting; `owned` or `failed` follows within start_bound.
     Bus(EventLoop& loop, config::Bus bus, Control& control, Handlers handlers);
-    ~Bus();
+    ~Bus() override;
 
-    void changed(const LiveState& before, const LiveState& after);
+    void changed(const LiveState& before, const LiveState& after) override;
 
 private:
     void adopt(std::unique_ptr<sdbus::IConnection> connection);

@@ -56,6 +56,15 @@ struct FakeConnection final : nats::Connection {
     }
 };
 
+// Stands in for dbus::Bus: records what the daemon announces; the test says
+// when the name is owned.
+struct FakeBus final : dbus::Connection {
+    dbus::Handlers handlers;
+    std::vector<std::pair<LiveState, LiveState>> changes;
+
+    void changed(const LiveState& before, const LiveState& after) override { changes.emplace_back(before, after); }
+};
+
 // A notify socket the Leaf's Notifier finds through NOTIFY_SOCKET.
 class NotifySocket {
 public:
@@ -104,14 +113,25 @@ const std::string fast_config = "node: {id: unit}\n"
                                 "dbus: {bus: none}\n";
 
 struct Harness {
-    explicit Harness(std::chrono::milliseconds loss_memory = std::chrono::minutes(5))
+    explicit Harness(
+        std::chrono::milliseconds loss_memory = std::chrono::minutes(5), const std::string& config = fast_config)
         : config_path(std::filesystem::temp_directory_path() / ("cim-leaf-unit-" + std::to_string(getpid()) + ".yaml")),
-          leaf(loop, {config_path, spdlog::level::critical, loss_memory}, parse(write(fast_config)), {},
-              [this](const config::Config&, const nats::Auth&, nats::Handlers handlers) {
-                  auto link = std::make_shared<FakeConnection>();
-                  link->handlers = std::move(handlers);
-                  links.push_back(link);
-                  return link;
+          leaf(loop, {config_path, spdlog::level::critical, loss_memory}, parse(write(config)), {},
+              {
+                  .connect_nats =
+                      [this](const config::Config&, const nats::Auth&, nats::Handlers handlers) {
+                          auto link = std::make_shared<FakeConnection>();
+                          link->handlers = std::move(handlers);
+                          links.push_back(link);
+                          return link;
+                      },
+                  .connect_bus =
+                      [this](config::Bus, dbus::Control&, dbus::Handlers handlers) {
+                          auto made = std::make_unique<FakeBus>();
+                          made->handlers = std::move(handlers);
+                          bus = made.get();
+                          return made;
+                      },
               })
     {
         REQUIRE(leaf.start());
@@ -149,8 +169,11 @@ struct Harness {
     std::string config_path;
     EventLoop loop;
     std::vector<std::shared_ptr<FakeConnection>> links;
+    FakeBus* bus = nullptr;
     Leaf leaf;
 };
+
+const std::string bus_config = "node: {id: unit}\ndbus: {bus: session}\n";
 
 }  // namespace
 
@@ -289,4 +312,59 @@ TEST_CASE("SIGTERM while connected drains NATS and ends when the connection has 
     CHECK(h.loop.run() == 0);
     CHECK(h.link().stopped);
     CHECK(h.link().events().back() == "stopping");
+}
+
+TEST_CASE("with D-Bus, NATS waits for the name, and READY=1 for both")
+{
+    Harness h(std::chrono::minutes(5), bus_config);
+    REQUIRE(h.bus);
+    CHECK(h.links.empty());  // a second instance must not publish as this node
+    h.bus->handlers.owned();
+    REQUIRE(h.links.size() == 1);
+    CHECK(h.leaf.live().dbus_name_owned);
+    CHECK_FALSE(any_starts_with(h.notify.take(), "READY=1"));
+    h.connect();
+    CHECK(any_starts_with(h.notify.take(), "READY=1"));
+}
+
+TEST_CASE("each transition reaches D-Bus once, however many changes it makes")
+{
+    Harness h(std::chrono::minutes(5), bus_config);
+    h.bus->handlers.owned();
+    h.bus->changes.clear();
+    h.connect();  // connected, server, events flushed, READY, the ready event
+    REQUIRE_FALSE(h.bus->changes.empty());
+    CHECK(h.bus->changes.front().first.state == State::connecting);
+    CHECK(h.bus->changes.back().second.state == State::connected);
+    CHECK(h.bus->changes.size() <= 2);  // the connection, then the ready event
+    h.bus->changes.clear();
+    h.link().handlers.disconnected("EOF");
+    REQUIRE(h.bus->changes.size() == 1);
+    CHECK(h.bus->changes[0].second.state == State::reconnecting);
+}
+
+TEST_CASE("a bus that fails at start-up, or is lost later, ends the daemon with 1")
+{
+    {
+        Harness h(std::chrono::minutes(5), bus_config);
+        h.bus->handlers.failed("the session bus did not answer within 10 s");
+        CHECK(h.loop.run() == 1);
+    }
+    {
+        Harness h(std::chrono::minutes(5), bus_config);
+        h.bus->handlers.owned();
+        h.connect();
+        h.bus->handlers.lost("Connection reset by peer");
+        CHECK(h.loop.run() == 1);
+    }
+}
+
+TEST_CASE("SIGTERM before the name is owned: STOPPING=1 and out at once")
+{
+    Harness h(std::chrono::minutes(5), bus_config);
+    h.notify.take();
+    raise(SIGTERM);
+    CHECK(h.loop.run() == 0);
+    CHECK(any_starts_with(h.notify.take(), "STOPPING=1"));
+    CHECK(h.links.empty());
 }
