@@ -13,6 +13,7 @@ inline constexpr const char* default_config_path = "/etc/cim-leaf/config.yaml";
 // sysexits.h: the unit sets RestartPreventExitStatus=78 so systemd does not
 // restart a daemon whose configuration is wrong.
 inline constexpr int exit_config = 78;
+inline constexpr int exit_usage = 64;
 inline constexpr int exit_not_running = 3;
 
 struct Run {

@@ -64,7 +64,7 @@ Leaf::Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth a
 
 Leaf::~Leaf() = default;
 
-bool Leaf::start()
+void Leaf::start()
 {
     // Handlers first: a signal that arrives before its handler kills the
     // daemon (systemd #37407). Blocking them also keeps them off the threads
@@ -80,7 +80,7 @@ bool Leaf::start()
 
     if (config_.dbus.bus == config::Bus::none) {
         serve();
-        return true;
+        return;
     }
     // NATS waits for the name: a second instance must not publish as this node.
     notifier_.send(notify_message::status(
@@ -99,7 +99,6 @@ bool Leaf::start()
                     loop_.exit(1);
                 },
         });
-    return true;
 }
 
 // Once the D-Bus name is owned (or without D-Bus).

@@ -45,9 +45,9 @@ public:
     Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth, Parts parts);
     ~Leaf() override;
 
-    // Starts every part; returns false (after logging why) when the daemon
-    // cannot run, e.g. the D-Bus name is taken.
-    bool start();
+    // Starts every part; what cannot run (the D-Bus name is taken, the bus
+    // does not answer) is logged and ends the loop with 1.
+    void start();
 
     // After the loop has ended: stops NATS (draining for at most `drain`) if
     // an exit on error left it running.

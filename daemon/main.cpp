@@ -63,7 +63,8 @@ int run(const cli::Run& options)
     };
     Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
         std::move(*loaded.config), std::move(*loaded.auth), std::move(parts));
-    const int code = leaf.start() ? loop.run() : 1;
+    leaf.start();
+    const int code = loop.run();
     leaf.release_nats(nats_exit_bound / 2);
     if (!nats::Link::wait_for_all_stopped(nats_exit_bound)) {
         // A connect attempt to a silent server cannot be interrupted, and
@@ -85,7 +86,7 @@ int main(int argc, char** argv)
     const auto parsed = cli::parse(argc, argv);
     if (!parsed.command) {
         std::cerr << "cim-leaf: " << parsed.error << "\n\n" << cli::usage;
-        return 1;
+        return cli::exit_usage;
     }
     try {
         return std::visit(

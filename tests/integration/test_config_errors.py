@@ -246,3 +246,10 @@ def test_credentials_file_whose_jwt_would_inject_into_connect_exits_78(daemons, 
     assert (f"nats.credentials_file: {creds} does not hold a user JWT (three base64url parts joined by dots) in a "
             "-----BEGIN NATS USER JWT----- section") in leaf.output()
     assert "S3cret" not in leaf.output() and "admin" not in leaf.output()
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--config"], ["--version", "--check-config"], ["status", "--bus=x"]])
+def test_usage_errors_exit_64_with_the_usage(args):
+    result = subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 64  # EX_USAGE, as DESIGN.md says
+    assert result.stderr.startswith("cim-leaf: ") and "Usage:" in result.stderr
