@@ -176,7 +176,7 @@ def test_connect_retries_keep_the_configured_pace(daemons, notify):
 
 def test_retries_after_refused_credentials_keep_the_configured_pace(daemons, notify, tmp_path):
     server = NatsServer(tmp_path, extra='authorization { token: "right" }').start()
-    log = AcceptLog(forward_to=server)
+    log = AcceptLog(server)
     (tmp_path / "token").write_text("wrong\n")
     try:
         leaf = daemons(leaf_config(None, nats={"servers": [log.url], "token_file": str(tmp_path / "token"),
