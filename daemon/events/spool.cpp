@@ -89,7 +89,7 @@ std::string apply(Replay& replay, const format::Head& head, std::string_view bod
     switch (static_cast<format::Kind>(head.kind)) {
     case format::Kind::header: {
         const auto header = format::decode_header(body);
-        if (!header)
+        if (!header || header->next_seq == 0)
             return "a malformed header";
         if (header->version != format::version) {
             replay.refusal = "is format " + std::to_string(header->version) + ", this cim-leaf reads format " +
@@ -101,7 +101,7 @@ std::string apply(Replay& replay, const format::Head& head, std::string_view bod
     }
     case format::Kind::event: {
         auto record = format::decode_event(body);
-        if (!record)
+        if (!record || record->seq == 0 || record->seq == UINT64_MAX)
             return "a malformed event";
         if (record->seq <= replay.last_event_seq)
             return "event seq " + std::to_string(record->seq) + " after " + std::to_string(replay.last_event_seq);
@@ -256,9 +256,9 @@ std::variant<Spool, std::string> Spool::open(const std::filesystem::path& direct
 
 Dropped Spool::append(Record record)
 {
-    if (record.seq < next_seq_)
+    if (record.seq < next_seq_ || record.seq == UINT64_MAX)
         throw std::invalid_argument(
-            "spool: seq " + std::to_string(record.seq) + " is before the next seq " + std::to_string(next_seq_));
+            "spool: seq " + std::to_string(record.seq) + " is not a next seq (" + std::to_string(next_seq_) + ")");
     next_seq_ = record.seq + 1;
     const std::int64_t size = format::event_frame_bytes(record);
     if (size > max_bytes_ || size - static_cast<std::int64_t>(format::head_bytes) > format::max_body) {

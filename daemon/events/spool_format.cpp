@@ -47,16 +47,6 @@ std::string kind_and_length(std::uint32_t kind, std::uint32_t length)
     return bytes;
 }
 
-void add_frame(std::string& out, Kind kind, std::string_view body)
-{
-    const std::string covered =
-        kind_and_length(static_cast<std::uint32_t>(kind), static_cast<std::uint32_t>(body.size()));
-    out += magic;
-    out += covered;
-    put(out, crc32c(body, crc32c(covered)));
-    out += body;
-}
-
 }  // namespace
 
 std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc)
@@ -65,6 +55,15 @@ std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc)
     for (const char byte : bytes)
         crc = table[(crc ^ static_cast<unsigned char>(byte)) & 0xFFU] ^ (crc >> 8);
     return ~crc;
+}
+
+void add_frame(std::string& out, std::uint32_t kind, std::string_view body)
+{
+    const std::string covered = kind_and_length(kind, static_cast<std::uint32_t>(body.size()));
+    out += magic;
+    out += covered;
+    put(out, crc32c(body, crc32c(covered)));
+    out += body;
 }
 
 std::int64_t event_frame_bytes(const Record& record)
@@ -78,7 +77,7 @@ void add_header(std::string& out, std::uint64_t next_seq)
     std::string body;
     put(body, version);
     put(body, next_seq);
-    add_frame(out, Kind::header, body);
+    add_frame(out, static_cast<std::uint32_t>(Kind::header), body);
 }
 
 void add_event(std::string& out, const Record& record)
@@ -92,14 +91,14 @@ void add_event(std::string& out, const Record& record)
     body += record.event_id;
     body += record.subject;
     body += record.payload;
-    add_frame(out, Kind::event, body);
+    add_frame(out, static_cast<std::uint32_t>(Kind::event), body);
 }
 
 void add_removal(std::string& out, std::uint64_t seq)
 {
     std::string body;
     put(body, seq);
-    add_frame(out, Kind::removal, body);
+    add_frame(out, static_cast<std::uint32_t>(Kind::removal), body);
 }
 
 std::optional<Head> parse_head(std::string_view bytes)

@@ -33,6 +33,9 @@ inline constexpr std::uint32_t max_body = 1U << 30;
 // earlier one: crc32c(b, crc32c(a)) == crc32c(a + b).
 std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc = 0);
 
+// Any frame, intact; the others are this with their kind and body.
+void add_frame(std::string& out, std::uint32_t kind, std::string_view body);
+
 std::int64_t event_frame_bytes(const Record& record);
 void add_header(std::string& out, std::uint64_t next_seq);
 void add_event(std::string& out, const Record& record);

@@ -1,16 +1,19 @@
 // libFuzzer target: any bytes as events.spool must open (damage is never
 // fatal, only a later format is refused), read back in seq order, and be
 // rewritten into a file that reads back whole and the same.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
 #include "events/spool.hpp"
+#include "events/spool_format.hpp"
 
 namespace {
 
@@ -58,12 +61,32 @@ Read open_and_check()
         !recovery.damaged() && recovery.dropped.empty()};
 }
 
+// Checksums stop random bytes at the first frame, so an input that starts
+// with byte 1 (a spool file starts with 'c') is frames with valid checksums,
+// [kind][length][body]..., to reach what lies beyond: order, removals,
+// headers, eviction.
+std::string spool_file(std::string_view input)
+{
+    if (input.empty() || input.front() != 1)
+        return std::string(input);
+    input.remove_prefix(1);
+    std::string file;
+    while (input.size() >= 2) {
+        const auto kind = static_cast<std::uint8_t>(input[0]);
+        const std::size_t length = std::min<std::size_t>(static_cast<std::uint8_t>(input[1]), input.size() - 2);
+        cim::events::format::add_frame(file, kind, input.substr(2, length));
+        input.remove_prefix(2 + length);
+    }
+    return file;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {
+    const std::string file = spool_file(std::string_view(reinterpret_cast<const char*>(data), size));
     std::ofstream(directory() / "events.spool", std::ios::binary | std::ios::trunc)
-        .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+        .write(file.data(), static_cast<std::streamsize>(file.size()));
     const Read first = open_and_check();
     if (first.next_seq == 0)
         return 0;  // refused, left as it was
