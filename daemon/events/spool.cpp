@@ -37,8 +37,11 @@ bool write_all_at(int fd, std::string_view bytes, std::int64_t offset)
         const ssize_t n = pwrite(fd, bytes.data(), bytes.size(), offset);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;  // no progress and no reason given
             return false;
+        }
         bytes.remove_prefix(static_cast<std::size_t>(n));
         offset += n;
     }

@@ -37,7 +37,7 @@ struct Dropped {
 
 // What open() found in the file an earlier run left.
 struct Recovery {
-    std::size_t records = 0;  // events read back, not yet acknowledged
+    std::size_t records = 0;  // events kept: read back, not acknowledged, within max_bytes
     std::int64_t offset = 0;  // where the damage starts
     std::int64_t discarded_bytes = 0;  // from `offset` to the end, cut off
     std::string reason;  // why the rest was unreadable; empty when the file was whole
@@ -51,9 +51,10 @@ struct Recovery {
 // Durable, ordered storage of the events not yet acknowledged by the
 // stream: <directory>/events.spool, an append-only log of checksummed frames
 // (see spool_format.hpp), rewritten whole when acknowledged records dominate.
-// Memory and disk are bounded by max_bytes (the frames of the pending events;
-// the file holds at most about twice that). Loop thread only; the calls that
-// write block for one fdatasync at most, a rewrite for a few.
+// Memory and disk are bounded by max_bytes (the frames of the pending
+// events; the file holds at most about twice that, plus 64 KiB). Loop thread
+// only. A call that writes blocks for one fdatasync; one that compacts
+// writes bytes() anew and syncs twice, rarely enough to cost less per event.
 class Spool {
 public:
     // Opens or creates the spool (mode 0600) and reads what an earlier run
@@ -86,8 +87,9 @@ public:
     const std::filesystem::path& path() const { return path_; }
     const Recovery& recovery() const { return recovery_; }
 
-    // Whether every pending record is on disk. After a failed write the next
-    // append or acknowledgement rewrites the whole file, which restores it.
+    // Whether the file is known to hold every pending record: false after
+    // any failed write (a compaction's too) until the whole file has been
+    // rewritten, which the next append or acknowledgement tries.
     bool durable() const { return error_.empty(); }
     const std::string& error() const { return error_; }  // why not durable
 
