@@ -334,6 +334,35 @@ TEST_CASE("recovery says where and why")
         CHECK(spool.recovery().reason == "no frame marker");
         CHECK(seqs(spool) == std::vector<std::uint64_t>{1});
     }
+    SUBCASE("intact frames that make no sense where they are")
+    {
+        std::string file;
+        format::add_event(file, record(1));
+        write_file(dir.spool_file(), file);
+        CHECK(open_ok(dir.path).recovery().reason == "no header (seq numbering starts again at 1)");
+
+        file.clear();
+        format::add_header(file, 1);
+        format::add_event(file, record(3));
+        const auto after_3 = static_cast<std::int64_t>(file.size());
+        format::add_event(file, record(2));
+        write_file(dir.spool_file(), file);
+        {
+            const Spool spool = open_ok(dir.path);
+            CHECK(spool.recovery().reason == "event seq 2 after 3");
+            CHECK(spool.recovery().offset == after_3);
+            CHECK(seqs(spool) == std::vector<std::uint64_t>{3});
+        }
+
+        file.resize(static_cast<std::size_t>(after_3));
+        format::add_header(file, 9);
+        write_file(dir.spool_file(), file);
+        {
+            const Spool spool = open_ok(dir.path);
+            CHECK(spool.recovery().reason == "a second header");
+            CHECK(spool.next_seq() == 4);
+        }
+    }
     SUBCASE("not a spool at all")
     {
         write_file(dir.spool_file(), "this is not a spool file\n");
