@@ -9,18 +9,25 @@ namespace {
 
 constexpr std::string_view magic = "cLs\xc5";
 
-constexpr std::array<std::uint32_t, 256> crc32c_table()
+// Slicing by 8: tables[k][b] is the CRC of byte b followed by k zero bytes,
+// so eight bytes take eight lookups and no loop-carried shift per byte
+// (about four times the speed of one table; reading a full spool is mostly CRC).
+using Tables = std::array<std::array<std::uint32_t, 256>, 8>;
+constexpr Tables crc32c_tables()
 {
-    std::array<std::uint32_t, 256> table{};
+    Tables tables{};
     for (std::uint32_t i = 0; i < 256; ++i) {
         std::uint32_t crc = i;
         for (int bit = 0; bit < 8; ++bit)
             crc = (crc >> 1) ^ (0x82F63B78U & (0U - (crc & 1U)));  // the reflected Castagnoli polynomial
-        table[i] = crc;
+        tables[0][i] = crc;
     }
-    return table;
+    for (std::size_t k = 1; k < 8; ++k)
+        for (std::size_t i = 0; i < 256; ++i)
+            tables[k][i] = (tables[k - 1][i] >> 8) ^ tables[0][tables[k - 1][i] & 0xFFU];
+    return tables;
 }
-constexpr auto table = crc32c_table();
+constexpr Tables tables = crc32c_tables();
 
 template <typename T> void put(std::string& out, T value)
 {
@@ -51,9 +58,17 @@ std::string kind_and_length(std::uint32_t kind, std::uint32_t length)
 
 std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc)
 {
+    const auto byte = [&](std::size_t i) -> std::uint32_t { return static_cast<unsigned char>(bytes[i]); };
     crc = ~crc;
-    for (const char byte : bytes)
-        crc = table[(crc ^ static_cast<unsigned char>(byte)) & 0xFFU] ^ (crc >> 8);
+    std::size_t i = 0;
+    for (; i + 8 <= bytes.size(); i += 8) {
+        const std::uint32_t low = crc ^ (byte(i) | byte(i + 1) << 8 | byte(i + 2) << 16 | byte(i + 3) << 24);
+        crc = tables[7][low & 0xFFU] ^ tables[6][(low >> 8) & 0xFFU] ^ tables[5][(low >> 16) & 0xFFU] ^
+            tables[4][low >> 24] ^ tables[3][byte(i + 4)] ^ tables[2][byte(i + 5)] ^ tables[1][byte(i + 6)] ^
+            tables[0][byte(i + 7)];
+    }
+    for (; i < bytes.size(); ++i)
+        crc = tables[0][(crc ^ byte(i)) & 0xFFU] ^ (crc >> 8);
     return ~crc;
 }
 

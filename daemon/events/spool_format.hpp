@@ -12,10 +12,12 @@
 //   magic "cLs\xc5" | kind u32 | body length u32 | CRC32C u32 | body
 //
 // integers little-endian. The CRC covers kind, length and body, so a torn
-// write or a flipped bit anywhere in a frame is detected; the magic (never
-// valid UTF-8, so never inside an event's JSON) tells damage from a
-// foreign file at a glance. The first frame is a header; then come event and
-// removal frames in the order things happened.
+// write or a flipped bit anywhere in a frame is detected; the magic tells a
+// frame from zeros or a foreign file at a glance, for the report. The first
+// frame is a header; then come event and removal frames in the order things
+// happened. Reading stops at the first frame that is not whole, intact and
+// in place: an append-only log is only ever damaged at its end, and what
+// follows damage elsewhere cannot be trusted to be in order.
 namespace cim::events::format {
 
 enum class Kind : std::uint32_t {

@@ -164,6 +164,16 @@ TEST_CASE("crc32c matches the published check value and continues")
     CHECK(format::crc32c("123456789") == 0xE3069283U);
     CHECK(format::crc32c("") == 0U);
     CHECK(format::crc32c("56789", format::crc32c("1234")) == 0xE3069283U);
+    CHECK(format::crc32c(std::string(32, '\0')) == 0x8A9136AAU);  // RFC 3720 B.4
+    CHECK(format::crc32c(std::string(32, '\xff')) == 0x62A8AB43U);
+    std::string ascending;
+    for (int i = 0; i < 32; ++i)
+        ascending.push_back(static_cast<char>(i));
+    CHECK(format::crc32c(ascending) == 0x46DD794EU);
+    // Every split of a longer text, through the eight-byte loop and the tail.
+    const std::string text = "The quick brown fox jumps over the lazy dog, twice over.";
+    for (std::size_t cut = 0; cut <= text.size(); ++cut)
+        CHECK(format::crc32c(text.substr(cut), format::crc32c(text.substr(0, cut))) == format::crc32c(text));
 }
 
 TEST_CASE("a new spool is an empty, durable file of mode 0600")
