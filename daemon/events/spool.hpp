@@ -61,10 +61,12 @@ public:
     // left; see recovery(). Damaged content is never an error; a directory
     // that cannot hold the spool is, in words with the path. A write failure
     // while rewriting the file (ENOSPC, EIO) leaves a Spool with
-    // durable() == false. Holds an exclusive lock on the directory.
+    // durable() == false. Holds an exclusive lock on the directory: another
+    // open of it fails until this Spool is gone.
     static std::variant<Spool, std::string> open(const std::filesystem::path& directory, std::int64_t max_bytes);
 
-    // Stores `record`, whose seq must be at least next_seq(), and fsyncs it
+    // Stores `record`, whose seq must be at least next_seq() (or it throws
+    // std::invalid_argument: a bug in the caller), and fsyncs it
     // before returning: the caller sends it only afterwards. The oldest
     // pending records are evicted as far as needed to stay within max_bytes;
     // a record that alone is larger than max_bytes is not kept and is the one

@@ -29,6 +29,8 @@ const std::filesystem::path& directory()
             std::abort();
         return std::filesystem::path(name);
     }();
+    static const int cleanup = std::atexit([] { std::filesystem::remove_all(directory()); });
+    (void)cleanup;
     return path;
 }
 
