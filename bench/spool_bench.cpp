@@ -1,0 +1,127 @@
+// Cost of the spool's durable append (write + fdatasync per event, plus the
+// acknowledgement and compaction) against a plain write without fsync, on
+// the file system of DIRECTORY. Prints per-event times and ratios; asserts
+// nothing (a shared machine is noisy).
+//
+//   spool-bench [-n EVENTS] [-s PAYLOAD_BYTES] [DIRECTORY]   (default $TMPDIR or /tmp)
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <variant>
+
+#include "events/spool.hpp"
+#include "events/spool_format.hpp"
+
+using namespace cim::events;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double micros_since(Clock::time_point start, int events)
+{
+    return std::chrono::duration<double, std::micro>(Clock::now() - start).count() / events;
+}
+
+Record make_record(std::uint64_t seq, std::size_t payload_bytes)
+{
+    return {seq, "0190f0e2-7c3a-7000-8000-000000000000", "cim.leaf.n1.events.reloaded", std::string(payload_bytes, 'x'),
+        std::chrono::system_clock::now()};
+}
+
+// Appends each event's frame with write(2); fdatasync after each if `sync`.
+double plain(const std::filesystem::path& file, int events, std::size_t payload_bytes, bool sync)
+{
+    const int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        std::perror(file.c_str());
+        std::exit(1);
+    }
+    const auto start = Clock::now();
+    for (int i = 1; i <= events; ++i) {
+        std::string frame;
+        format::add_event(frame, make_record(static_cast<std::uint64_t>(i), payload_bytes));
+        if (write(fd, frame.data(), frame.size()) != static_cast<ssize_t>(frame.size()) ||
+            (sync && fdatasync(fd) != 0)) {
+            std::perror("write");
+            std::exit(1);
+        }
+    }
+    const double per_event = micros_since(start, events);
+    close(fd);
+    return per_event;
+}
+
+Spool open_spool(const std::filesystem::path& directory)
+{
+    auto opened = Spool::open(directory, std::int64_t{1} << 30);
+    if (auto* error = std::get_if<std::string>(&opened)) {
+        std::fprintf(stderr, "spool-bench: %s\n", error->c_str());
+        std::exit(1);
+    }
+    return std::get<Spool>(std::move(opened));
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    int events = 2000;
+    std::size_t payload_bytes = 400;  // a typical event's JSON
+    for (int option; (option = getopt(argc, argv, "n:s:")) != -1;) {
+        if (option == 'n')
+            events = std::atoi(optarg);
+        else if (option == 's')
+            payload_bytes = static_cast<std::size_t>(std::atoi(optarg));
+        else
+            return 2;
+    }
+    const char* tmp = std::getenv("TMPDIR");
+    const std::filesystem::path base = optind < argc ? argv[optind] : tmp ? tmp : "/tmp";
+    std::string name = (base / "spool-bench.XXXXXX").string();
+    if (events <= 0 || !mkdtemp(name.data())) {
+        std::perror(name.c_str());
+        return 1;
+    }
+    const std::filesystem::path directory = name;
+
+    const double write_only = plain(directory / "plain", events, payload_bytes, false);
+    const double write_sync = plain(directory / "plain", events, payload_bytes, true);
+    double append = 0;
+    double append_ack = 0;
+    double reopen_ms = 0;
+    {
+        Spool spool = open_spool(directory);
+        auto start = Clock::now();
+        for (int i = 0; i < events; ++i)
+            spool.append(make_record(spool.next_seq(), payload_bytes));
+        append = micros_since(start, events);
+        // Each acknowledged as soon as written, as with a live stream.
+        start = Clock::now();
+        for (int i = 0; i < events; ++i) {
+            const std::uint64_t seq = spool.next_seq();
+            spool.append(make_record(seq, payload_bytes));
+            spool.acknowledge(seq);
+        }
+        append_ack = micros_since(start, events);
+    }
+    {
+        const auto start = Clock::now();
+        const Spool spool = open_spool(directory);  // reads `events` pending back and rewrites them
+        reopen_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    }
+    std::filesystem::remove_all(directory);
+
+    std::printf("spool-bench: %d events of %zu payload bytes in %s\n", events, payload_bytes, base.c_str());
+    std::printf("%-34s %10s %8s\n", "per event", "us", "ratio");
+    std::printf("%-34s %10.2f %8.1f\n", "write, no fsync", write_only, 1.0);
+    std::printf("%-34s %10.2f %8.1f\n", "write + fdatasync", write_sync, write_sync / write_only);
+    std::printf("%-34s %10.2f %8.1f\n", "Spool::append", append, append / write_only);
+    std::printf("%-34s %10.2f %8.1f\n", "Spool::append + acknowledge", append_ack, append_ack / write_only);
+    std::printf("open with %d pending (read, rewrite): %.1f ms\n", events, reopen_ms);
+    return 0;
+}
