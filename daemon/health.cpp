@@ -18,15 +18,37 @@ struct Check {
     nlohmann::json detail;
 };
 
+// A recent loss as health shows it: why, and until when it makes the check degraded.
+void add_loss(nlohmann::json& detail, const Loss& loss)
+{
+    detail["last_loss"] = loss.why;
+    detail["degraded_until"] = loss.recent ? util::rfc3339(loss.until) : std::string();
+}
+
 Check nats_check(const LiveState& live)
 {
-    const int severity = live.nats_connected ? (live.recent_loss ? 1 : 0) : 2;
-    return {severity,
-        {{"connected", live.nats_connected}, {"server", live.nats_server}, {"max_payload", live.max_payload},
-            {"reconnects", live.reconnects}, {"heartbeats_refused", live.heartbeats_refused},
-            {"events_buffered", live.events_buffered}, {"events_dropped", live.events_dropped},
-            {"events_truncated", live.events_truncated}, {"last_loss", live.last_loss},
-            {"degraded_until", live.recent_loss ? util::rfc3339(live.loss_until) : std::string()}}};
+    const int severity = live.nats_connected ? (live.heartbeat_loss.recent ? 1 : 0) : 2;
+    nlohmann::json detail{{"connected", live.nats_connected}, {"server", live.nats_server},
+        {"max_payload", live.max_payload}, {"reconnects", live.reconnects},
+        {"heartbeats_refused", live.heartbeats_refused}};
+    add_loss(detail, live.heartbeat_loss);
+    return {severity, std::move(detail)};
+}
+
+Check events_check(const LiveState& live, std::chrono::system_clock::time_point now)
+{
+    const EventsState& events = live.events;
+    const bool trouble = !events.problem.empty() || events.overdue || live.event_loss.recent;
+    nlohmann::json detail{{"delivery", events.delivery}, {"durable", events.durable}, {"stream", events.stream},
+        {"pending", events.pending}, {"acknowledged", events.acknowledged}, {"dropped", events.dropped},
+        {"truncated", events.truncated},
+        {"oldest_pending_s",
+            events.pending ? std::max<std::int64_t>(0,
+                                 std::chrono::duration_cast<std::chrono::seconds>(now - events.oldest_pending).count())
+                           : 0},
+        {"spool", events.spool}, {"spool_bytes", events.spool_bytes}, {"problem", events.problem}};
+    add_loss(detail, live.event_loss);
+    return {trouble ? 1 : 0, std::move(detail)};
 }
 
 Check dbus_check(const LiveState& live)
@@ -50,12 +72,14 @@ Check config_check(const LiveState& live)
     return {live.last_reload_failed ? 1 : 0, {{"last_reload_failed", live.last_reload_failed}}};
 }
 
-using Checks = std::array<std::pair<const char*, Check>, 4>;
+using Checks = std::array<std::pair<const char*, Check>, 5>;
 
-Checks all_checks(const LiveState& live)
+// `now` only dates details; no severity depends on it, so a status changes
+// only with a change of the live state.
+Checks all_checks(const LiveState& live, std::chrono::system_clock::time_point now = {})
 {
-    return {{{"nats", nats_check(live)}, {"dbus", dbus_check(live)}, {"systemd", systemd_check(live)},
-        {"config", config_check(live)}}};
+    return {{{"nats", nats_check(live)}, {"events", events_check(live, now)}, {"dbus", dbus_check(live)},
+        {"systemd", systemd_check(live)}, {"config", config_check(live)}}};
 }
 
 int worst_severity(const Checks& checks)
@@ -76,7 +100,7 @@ std::string health_status(const LiveState& live)
 nlohmann::json health_json(
     const LiveState& live, std::chrono::system_clock::time_point now, std::chrono::steady_clock::time_point now_steady)
 {
-    const Checks all = all_checks(live);
+    const Checks all = all_checks(live, now);
     nlohmann::json checks = nlohmann::json::object();
     for (const auto& [name, check] : all) {
         nlohmann::json entry = check.detail;
@@ -106,7 +130,8 @@ std::string status_text(const LiveState& live)
     case State::connecting:
         return "Connecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
     case State::connected:
-        return "Connected to " + live.nats_server + ", " + std::to_string(live.heartbeats_sent) + " heartbeats sent";
+        return "Connected to " + live.nats_server + ", " + std::to_string(live.heartbeats_sent) + " heartbeats sent" +
+            (live.events.problem.empty() ? std::string() : "; events not delivered: " + live.events.problem);
     case State::reconnecting:
         return "Reconnecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
     case State::reloading:

@@ -17,12 +17,14 @@ namespace cim {
 
 namespace {
 
-// SIGTERM to exit within 3 s (README): NATS gets `drain_timeout` to deliver
-// what is in flight (nats.c closes the connection by then, plus its grace),
-// the loop gives up at `stop_deadline` in any case, and main() waits a last
-// moment for NATS threads (main.cpp).
-constexpr std::chrono::milliseconds drain_timeout{1200};
-constexpr std::chrono::milliseconds stop_deadline{1600};
+// SIGTERM to exit within 3 s (README): the stream gets `ack_deadline` to
+// acknowledge what is pending (the rest stays in the spool), NATS then gets
+// `drain_timeout` to deliver what is in flight (nats.c closes the connection
+// by then, plus its grace), the loop gives up at `stop_deadline` in any
+// case, and main() waits a last moment for NATS threads (main.cpp).
+constexpr std::chrono::milliseconds ack_deadline{800};
+constexpr std::chrono::milliseconds drain_timeout{800};
+constexpr std::chrono::milliseconds stop_deadline{1800};
 
 std::uint64_t monotonic_usec()
 {
@@ -49,7 +51,21 @@ bool link_settings_differ(const config::Config& a, const config::Config& b)
 
 Leaf::Leaf(EventLoop& loop, Options options, config::Config config, nats::Auth auth, Parts parts)
     : loop_(loop), options_(std::move(options)), config_(std::move(config)), auth_(std::move(auth)),
-      parts_(std::move(parts)), outbox_(config_.nats.reconnect.buffer_bytes)
+      parts_(std::move(parts)), delivery_(loop, config_, options_.state_directory,
+                                    {
+                                        .changed =
+                                            [this] {
+                                                const Change change(*this);
+                                                live_.events = delivery_.state();
+                                                if (stopping_ && delivery_.idle())
+                                                    drain();
+                                            },
+                                        .lost =
+                                            [this](const std::string& why) {
+                                                const Change change(*this);
+                                                record_loss(&LiveState::event_loss, why);
+                                            },
+                                    })
 {
     live_.node_id = config_.node.id;
     live_.domain = config_.node.domain;
@@ -110,7 +126,9 @@ void Leaf::serve()
         const Change change(*this);
         live_.dbus_name_owned = bus_ != nullptr;
         live_.state = State::connecting;
+        live_.events = delivery_.state();
     }
+    delivery_.start();
     spdlog::info(
         "cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id, join(config_.nats.servers));
     emit(nats::make_event("started", {{"version", version_string}}));
@@ -142,6 +160,11 @@ void Leaf::start_link()
         .reconnected = only_current(&Leaf::on_connected),
         .error = only_current(&Leaf::on_error),
         .refused = only_current(&Leaf::on_refused),
+        .answered =
+            [this, generation](const nats::Answer& answer) {
+                if (generation == link_generation_)
+                    delivery_.answered(answer);
+            },
         .stopped =
             [this, generation] {
                 if (generation == link_generation_)
@@ -181,11 +204,9 @@ void Leaf::record_connection(const nats::Server& server)
     } else {
         spdlog::info("connected to NATS at {}", server.url);
     }
-    // The reconnect event goes first, then what was raised during the outage.
+    delivery_.use(link_, server.max_payload);
     if (again)
-        emit(nats::make_event("nats_reconnected", {{"server", server.url}}), nats::Outbox::Place::first);
-    else
-        flush_outbox();
+        emit(nats::make_event("nats_reconnected", {{"server", server.url}}));
 }
 
 void Leaf::on_disconnected(const std::string& reason)
@@ -199,6 +220,7 @@ void Leaf::on_disconnected(const std::string& reason)
     live_.max_payload = 0;
     live_.state = State::reconnecting;
     live_.last_error = "NATS connection lost" + (reason.empty() ? "" : ": " + reason);
+    delivery_.use(nullptr, 0);
     spdlog::warn("{}; reconnecting", live_.last_error);
 }
 
@@ -220,20 +242,17 @@ void Leaf::on_refused(const std::string& subject, const std::string& why)
         if (live_.heartbeats_sent > 0)
             --live_.heartbeats_sent;
         ++live_.heartbeats_refused;
-    } else if (subject.starts_with(events_subject_prefix())) {
-        ++live_.events_dropped;
+        record_loss(&LiveState::heartbeat_loss, "NATS refused a heartbeat: " + why);
+    } else {
+        // An event's publish: with JetStream its acknowledgement never comes,
+        // and it is sent again; in core it is lost.
+        record_loss(&LiveState::event_loss, "NATS refused a publish: " + why);
     }
-    record_loss("NATS refused a publish: " + why);
 }
 
 std::string Leaf::heartbeat_subject() const
 {
     return config_.subjects.prefix + "." + config_.node.id + ".heartbeat";
-}
-
-std::string Leaf::events_subject_prefix() const
-{
-    return config_.subjects.prefix + "." + config_.node.id + ".events.";
 }
 
 void Leaf::beat()
@@ -254,79 +273,32 @@ void Leaf::beat()
         spdlog::debug("heartbeat {} sent on {}", seq_, message.subject);
     } else {
         ++live_.heartbeats_refused;
-        record_loss("heartbeat not sent: " + published.why +
-            (published.outcome == nats::Published::Outcome::too_big ? " (fewer or shorter node.labels)" : ""));
+        record_loss(&LiveState::heartbeat_loss,
+            "heartbeat not sent: " + published.why +
+                (published.outcome == nats::Published::Outcome::too_big ? " (fewer or shorter node.labels)" : ""));
     }
 }
 
-nats::Message Leaf::message_for(const nats::Event& event) const
+void Leaf::emit(const nats::Event& event)
 {
-    return {events_subject_prefix() + event.event_type, util::dump(nats::event_json(live_.node_id, event)),
-        {{"X-Message-ID", event.event_id}, {"X-Correlation-ID", event.correlation_id},
-            {"X-Causation-ID", event.causation_id}}};
+    delivery_.record(event);
 }
 
-void Leaf::emit(const nats::Event& event, nats::Outbox::Place place)
+// Within a Change: a heartbeat or event is lost. Health says `degraded`
+// until options_.loss_memory has passed without another loss of its kind.
+void Leaf::record_loss(Loss LiveState::*kind, const std::string& why)
 {
-    const Change change(*this);
-    if (!outbox_.push(message_for(event), place)) {
-        ++live_.events_dropped;
-        record_loss("event " + event.event_type + " dropped: the outbox already holds " +
-            std::to_string(outbox_.bytes()) + " bytes (nats.reconnect.buffer_bytes)");
-    }
-    flush_outbox();
-}
-
-// Publishes an event; one over the server's max_payload goes out with its
-// text cut to fit (and says so), so no event is ever too big to send.
-nats::Published Leaf::send_event(nats::Message& message)
-{
-    nats::Published published = link_->publish(message);
-    if (published.outcome != nats::Published::Outcome::too_big || live_.max_payload <= 0)
-        return published;
-    const std::size_t before = message.payload.size();
-    auto fitted = nats::fit_event(message.payload, live_.max_payload - nats::header_bytes(message.headers));
-    if (!fitted)
-        return published;
-    message.payload = std::move(*fitted);
-    published = link_->publish(message);
-    if (published) {
-        spdlog::warn("{} cut from {} to {} bytes to fit the server's max_payload of {}", message.subject, before,
-            message.payload.size(), live_.max_payload);
-        ++live_.events_truncated;
-    }
-    return published;
-}
-
-// Sends what the outbox holds, in order, while connected.
-void Leaf::flush_outbox()
-{
-    const Change change(*this);
-    if (live_.nats_connected)
-        outbox_.flush([this](nats::Message& message) {
-            const nats::Published published = send_event(message);
-            if (!published && published.outcome != nats::Published::Outcome::no_connection) {
-                ++live_.events_dropped;
-                record_loss(message.subject + " not sent: " + published.why);
-            }
-            return published;
-        });
-    live_.events_buffered = outbox_.size();
-}
-
-// Within a commit: a heartbeat or event is lost. Health says `degraded`
-// until options_.loss_memory has passed without another loss.
-void Leaf::record_loss(const std::string& why)
-{
-    if (why != live_.last_loss)
+    Loss& loss = live_.*kind;
+    if (why != loss.why)
         spdlog::warn("{}", why);  // once while the reason stays the same
-    live_.last_loss = why;
-    live_.recent_loss = true;
-    live_.loss_until = std::chrono::system_clock::now() + options_.loss_memory;
-    loss_timer_ = loop_.after(options_.loss_memory, [this] {
-        const Change change(*this);
-        live_.recent_loss = false;
-    });
+    loss.why = why;
+    loss.recent = true;
+    loss.until = std::chrono::system_clock::now() + options_.loss_memory;
+    (kind == &LiveState::heartbeat_loss ? heartbeat_loss_timer_ : event_loss_timer_) =
+        loop_.after(options_.loss_memory, [this, kind] {
+            const Change change(*this);
+            (live_.*kind).recent = false;
+        });
 }
 
 void Leaf::mark_ready()
@@ -372,7 +344,6 @@ std::optional<std::string> Leaf::reload()
         const bool relink = link_settings_differ(config_, next) || *loaded.auth != auth_;
         if (next.heartbeat.interval != config_.heartbeat.interval)
             heartbeat_timer_.set_interval(next.heartbeat.interval);
-        outbox_.set_budget(next.nats.reconnect.buffer_bytes);
         config_ = std::move(next);
         auth_ = std::move(*loaded.auth);
         apply_logging();
@@ -384,11 +355,13 @@ std::optional<std::string> Leaf::reload()
         if (relink && link_) {  // before serve() there is no link yet
             spdlog::info("NATS settings changed: moving to a new connection");
             link_->stop(drain_timeout);  // drains on its own thread, then goes
+            delivery_.use(nullptr, 0);
             live_.nats_connected = false;
             live_.nats_server.clear();
             live_.max_payload = 0;
             start_link();
         }
+        delivery_.reconfigure(config_);
         spdlog::info("configuration reloaded");
         emit(nats::make_event("reloaded", {{"config", options_.config_path}}, &reloading));
     } else {
@@ -422,7 +395,8 @@ void Leaf::stop()
     heartbeat_timer_ = Timer();
     if (!live_.nats_connected) {
         // Nothing to drain (or no link yet, before serve()); a connect
-        // attempt that still runs is not waited for.
+        // attempt that still runs is not waited for. Pending events stay in
+        // the spool for the next start.
         loop_.exit(0);
         return;
     }
@@ -430,6 +404,23 @@ void Leaf::stop()
         spdlog::warn("NATS did not drain within {} ms; exiting anyway", stop_deadline.count());
         loop_.exit(0);
     });
+    // The stream's acknowledgements first (delivery_ calls drain() when
+    // nothing is pending), within a bound.
+    ack_deadline_ = loop_.after(ack_deadline, [this] {
+        spdlog::warn("{} events not acknowledged within {} ms; they stay in the spool for the next start",
+            delivery_.state().pending, ack_deadline.count());
+        drain();
+    });
+    if (delivery_.idle())
+        drain();
+}
+
+// After SIGTERM: the last step, NATS drained and closed.
+void Leaf::drain()
+{
+    if (!ack_deadline_)
+        return;  // not waiting for acknowledgements: not stopping, or draining already
+    ack_deadline_ = EventSource();
     link_->stop(drain_timeout);
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,11 +12,11 @@
 #include "config/config.hpp"
 #include "dbus/control.hpp"
 #include "event_loop.hpp"
+#include "events/delivery.hpp"
 #include "health_snapshot.hpp"
 #include "live_state.hpp"
 #include "nats/auth.hpp"
 #include "nats/connection.hpp"
-#include "nats/outbox.hpp"
 #include "nats/payloads.hpp"
 #include "notify.hpp"
 
@@ -31,6 +32,7 @@ public:
     struct Options {
         std::string config_path;
         std::optional<spdlog::level::level_enum> log_level;  // --log-level, wins over log.level
+        std::filesystem::path state_directory;  // where the event spool lives
         // After a heartbeat or event is lost, health says `degraded` this long.
         std::chrono::milliseconds loss_memory = std::chrono::minutes(5);
     };
@@ -85,18 +87,15 @@ private:
     void on_refused(const std::string& subject, const std::string& why);
 
     void beat();
-    nats::Message message_for(const nats::Event& event) const;
-    void emit(const nats::Event& event, nats::Outbox::Place place = nats::Outbox::Place::last);
-    nats::Published send_event(nats::Message& message);
-    void flush_outbox();
-    void record_loss(const std::string& why);  // within a Change
+    void emit(const nats::Event& event);
+    void record_loss(Loss LiveState::*loss, const std::string& why);  // within a Change
+    void drain();
 
     void mark_ready();
     void notify(const std::string& message);
     void commit(const LiveState& before);
 
     std::string heartbeat_subject() const;
-    std::string events_subject_prefix() const;
 
     EventLoop& loop_;
     Options options_;
@@ -111,10 +110,12 @@ private:
     Timer heartbeat_timer_;
     Timer watchdog_timer_;
     EventSource stop_deadline_;
-    EventSource loss_timer_;
+    EventSource heartbeat_loss_timer_;
+    EventSource event_loss_timer_;
+    EventSource ack_deadline_;
 
     std::shared_ptr<nats::Connection> link_;
-    nats::Outbox outbox_;
+    events::Delivery delivery_;
     std::unique_ptr<dbus::Connection> bus_;
 
     int changes_ = 0;  // Changes in scope

@@ -10,6 +10,30 @@
 
 namespace cim {
 
+// A heartbeat or event lost lately: health says `degraded` until `until`
+// (shown in health), so the end is predictable.
+struct Loss {
+    bool recent = false;
+    std::chrono::system_clock::time_point until;
+    std::string why;  // the latest, in words
+};
+
+// Where the events stand (events::Delivery).
+struct EventsState {
+    std::string delivery = "waiting";  // "jetstream", "core", or "waiting" for NATS or the stream
+    bool durable = false;  // on disk until a stream acknowledged them
+    std::string stream;  // the stream's name while delivery is jetstream
+    std::uint64_t pending = 0;  // not acknowledged yet (core: not handed to the server)
+    std::uint64_t acknowledged = 0;  // since start
+    std::uint64_t dropped = 0;  // since start: the spool was full, or the server refused them
+    std::uint64_t truncated = 0;  // sent with their data cut to fit the server's max_payload
+    std::chrono::system_clock::time_point oldest_pending;  // the oldest pending event's time
+    bool overdue = false;  // the oldest pending event has waited longer than events::pending_bound
+    std::int64_t spool_bytes = 0;
+    std::string spool;  // the spool file
+    std::string problem;  // why events are not delivered (or not durable), in words; empty when none
+};
+
 // Everything the daemon reports about itself: the one source for heartbeats,
 // health replies (NATS and D-Bus), D-Bus properties and systemd STATUS=.
 struct LiveState {
@@ -25,14 +49,10 @@ struct LiveState {
 
     std::uint64_t heartbeats_sent = 0;  // accepted by the server
     std::uint64_t heartbeats_refused = 0;  // too big for the server, or not permitted
-    std::uint64_t events_buffered = 0;
-    std::uint64_t events_dropped = 0;  // the buffer was full, or the server refused them
-    std::uint64_t events_truncated = 0;  // sent with text fields cut to fit max_payload
-    // A heartbeat or event was lost lately: `degraded` until `loss_until`
-    // (system clock, shown in health) so the end is predictable.
-    bool recent_loss = false;
-    std::chrono::system_clock::time_point loss_until;
-    std::string last_loss;  // why, in words
+    Loss heartbeat_loss;
+
+    EventsState events;
+    Loss event_loss;
 
     config::Bus bus = config::Bus::none;
     bool dbus_name_owned = false;

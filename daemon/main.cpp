@@ -61,7 +61,10 @@ int run(const cli::Run& options)
                 return std::make_unique<dbus::Bus>(loop, bus, control, std::move(handlers));
             },
     };
-    Leaf leaf(loop, {options.config_path, options.log_level ? log::parse_level(*options.log_level) : std::nullopt},
+    Leaf leaf(loop,
+        {.config_path = options.config_path,
+            .log_level = options.log_level ? log::parse_level(*options.log_level) : std::nullopt,
+            .state_directory = events::default_state_directory()},
         std::move(*loaded.config), std::move(*loaded.auth), std::move(parts));
     leaf.start();
     const int code = loop.run();

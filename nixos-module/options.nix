@@ -84,11 +84,6 @@
           default = "500ms";
           description = "Random extra pause, so a fleet does not reconnect in lock-step. A duration like 500ms, 5s, 2m or 1h, from 0ms to 1h.";
         };
-        buffer_bytes = lib.mkOption {
-          type = lib.types.ints.between 0 1073741824;
-          default = 8388608;
-          description = "Bytes of events kept while disconnected and sent after reconnecting; what does not fit is counted as dropped. Heartbeats are never replayed.";
-        };
       };
     };
     subjects = {
@@ -117,6 +112,55 @@
         type = lib.types.enum [ "connected" "started" ];
         default = "connected";
         description = "When to send READY=1: once NATS is connected and subscribed, or as soon as the daemon has started.";
+      };
+    };
+    events = {
+      delivery = lib.mkOption {
+        type = lib.types.enum [ "auto" "jetstream" "core" ];
+        default = "auto";
+        description = "jetstream: each event counts as delivered when the stream acknowledges it (re-sent until then); core: plain publishes, delivered once handed to the server; auto: jetstream when the account has JetStream, else core (health says durable: false).";
+      };
+      stream = {
+        name = lib.mkOption {
+          type = lib.types.strMatching "^[A-Za-z0-9_-]+\$";
+          default = "CIM_LEAF_EVENTS";
+          description = "Stream name.";
+        };
+        subjects = lib.mkOption {
+          type = lib.types.enum [ "all-nodes" "this-node" ];
+          default = "all-nodes";
+          description = "What a stream the daemon creates captures: every node's events (<prefix>.*.events.>, one stream for a fleet) or this node's (<prefix>.<node>.events.>).";
+        };
+        create = lib.mkOption {
+          type = lib.types.bool;
+          default = true;
+          description = "Whether the daemon may create the stream when it is missing.";
+        };
+        max_age = lib.mkOption {
+          type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+          default = "30d";
+          description = "How long a stream the daemon creates keeps events; 0s: until max_bytes. A duration like 500ms, 5s, 2m or 1h, from 0ms to 3650d.";
+        };
+        max_bytes = lib.mkOption {
+          type = lib.types.ints.between 1048576 1099511627776;
+          default = 268435456;
+          description = "Size of a stream the daemon creates; the oldest events go first.";
+        };
+        duplicate_window = lib.mkOption {
+          type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+          default = "2h";
+          description = "How long a stream the daemon creates remembers event ids, so that a re-sent event is stored once. A duration like 500ms, 5s, 2m or 1h, from 1s to 7d.";
+        };
+        domain = lib.mkOption {
+          type = lib.types.nullOr (lib.types.strMatching "^[A-Za-z0-9_-]+\$");
+          default = null;
+          description = "JetStream domain of the server that holds the stream (its API is then \$JS.<domain>.API). Unset: the account's own JetStream (\$JS.API).";
+        };
+      };
+      spool_bytes = lib.mkOption {
+        type = lib.types.ints.between 65536 1073741824;
+        default = 8388608;
+        description = "Bytes of events kept until acknowledged, on disk under the state directory (\$STATE_DIRECTORY, /var/lib/cim-leaf). When full, the oldest are dropped and an events_dropped event records the gap.";
       };
     };
     log = {

@@ -15,6 +15,7 @@ namespace cim::config {
 
 enum class Bus { system, session, none };
 enum class ReadyOn { connected, started };
+enum class Delivery { automatic, jetstream, core };
 
 struct NodeConfig {
     std::string id;  // resolved: the short host name when the file leaves it unset
@@ -35,7 +36,6 @@ struct TlsConfig {
 struct ReconnectConfig {
     Duration wait{};
     Duration jitter{};
-    std::int64_t buffer_bytes = 0;
     bool operator==(const ReconnectConfig&) const = default;
 };
 
@@ -72,6 +72,24 @@ struct SystemdConfig {
     bool operator==(const SystemdConfig&) const = default;
 };
 
+struct StreamConfig {
+    std::string name;
+    bool all_nodes = true;  // <prefix>.*.events.>, or only <prefix>.<node>.events.>
+    bool create = true;
+    Duration max_age{};  // 0: kept until max_bytes
+    std::int64_t max_bytes = 0;
+    Duration duplicate_window{};
+    std::string domain;  // JetStream domain; empty: the account's own
+    bool operator==(const StreamConfig&) const = default;
+};
+
+struct EventsConfig {
+    Delivery delivery = Delivery::automatic;
+    StreamConfig stream;
+    std::int64_t spool_bytes = 0;
+    bool operator==(const EventsConfig&) const = default;
+};
+
 struct LogConfig {
     std::string level;
     bool operator==(const LogConfig&) const = default;
@@ -84,6 +102,7 @@ struct Config {
     HeartbeatConfig heartbeat;
     DbusConfig dbus;
     SystemdConfig systemd;
+    EventsConfig events;
     LogConfig log;
     bool operator==(const Config&) const = default;
 };

@@ -16,7 +16,8 @@ struct Unit {
 };
 
 // Longest suffix first so "ms" is not read as "m" + garbage.
-constexpr std::array units{Unit{"ms", 1}, Unit{"s", 1000}, Unit{"m", 60'000}, Unit{"h", 3'600'000}};
+constexpr std::array units{
+    Unit{"ms", 1}, Unit{"s", 1000}, Unit{"m", 60'000}, Unit{"h", 3'600'000}, Unit{"d", 86'400'000}};
 
 }  // namespace
 

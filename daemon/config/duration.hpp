@@ -9,7 +9,7 @@ namespace cim::config {
 
 using Duration = std::chrono::milliseconds;
 
-// "500ms", "5s", "2m", "1h": one unsigned number and one unit, as operators
+// "500ms", "5s", "2m", "1h", "30d": one unsigned number and one unit, as operators
 // write them in YAML and Nix. Returns nullopt for anything else. A number
 // too large to count in milliseconds reads as Duration::max(), so that a
 // range check calls it too long rather than no duration at all.

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -101,6 +102,14 @@ std::string closest(const std::string& key, const std::vector<Field>& fields)
         }
     }
     return best;
+}
+
+// Keys of earlier versions, and what took their place.
+std::optional<std::string> replaced_by(const std::string& key_path)
+{
+    if (key_path == "nats.reconnect.buffer_bytes")
+        return "events.spool_bytes bounds the events kept until the server has them (on disk)";
+    return std::nullopt;
 }
 
 // yaml-cpp 0.7 does not expand YAML merge keys (<<: *anchor); it reads "<<"
@@ -201,6 +210,10 @@ public:
             auto member =
                 std::find_if(field.fields.begin(), field.fields.end(), [&](const Field& f) { return f.name == key; });
             if (member == field.fields.end()) {
+                if (auto successor = replaced_by(key_path)) {
+                    error(key_node.Mark(), key_path, "no longer exists; " + *successor);
+                    continue;
+                }
                 const std::string hint = closest(key, field.fields);
                 error(key_node.Mark(), key_path,
                     "unknown key" + (hint.empty() ? std::string() : " (did you mean " + hint + "?)"));
@@ -482,6 +495,10 @@ void check_combinations(Loader& loader, const Config& config)
         at("nats.servers",
             "mixes nats:// and tls:// servers; TLS is required for all of them or none: write tls:// for every "
             "server (nats.tls settings also make TLS required)");
+
+    const StreamConfig& stream = config.events.stream;
+    if (stream.max_age.count() > 0 && stream.duplicate_window > stream.max_age)
+        at("events.stream.duplicate_window", "must not be longer than events.stream.max_age");
 
     if (nats.tls.cert_file.empty() != nats.tls.key_file.empty())
         at(nats.tls.cert_file.empty() ? "nats.tls.key_file" : "nats.tls.cert_file",

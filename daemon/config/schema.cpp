@@ -46,6 +46,7 @@ Field secret(std::string name, std::string description, std::function<void(Confi
 }
 
 constexpr std::int64_t hour_ms = 3'600'000;
+constexpr std::int64_t day_ms = 24 * hour_ms;
 
 // nats:// or tls://, a host name or bracketed IPv6 address, and an optional
 // port from 1 to 65535 without leading zeros. It must be valid ECMAScript
@@ -155,15 +156,6 @@ Field build()
                                 .minimum = 0,
                                 .maximum = hour_ms,
                                 .store = into<Duration>(CIM_MEMBER(nats.reconnect.jitter))},
-                            Field{.name = "buffer_bytes",
-                                .kind = Kind::integer,
-                                .description = "Bytes of events kept while disconnected and sent after "
-                                               "reconnecting; what does not fit is counted as dropped. "
-                                               "Heartbeats are never replayed.",
-                                .default_value = 8388608,
-                                .minimum = 0,
-                                .maximum = 1 << 30,
-                                .store = into<std::int64_t>(CIM_MEMBER(nats.reconnect.buffer_bytes))},
                         }),
                 }),
             object("subjects", "NATS subjects.",
@@ -212,6 +204,93 @@ Field build()
                                 c.systemd.ready_on =
                                     std::get<std::string>(v) == "started" ? ReadyOn::started : ReadyOn::connected;
                             }},
+                }),
+            object("events",
+                "Lifecycle events: acknowledged by a JetStream stream and kept in a spool on disk until then.",
+                {
+                    Field{.name = "delivery",
+                        .kind = Kind::choice,
+                        .description = "jetstream: each event counts as delivered when the stream acknowledges it "
+                                       "(re-sent until then); core: plain publishes, delivered once handed to the "
+                                       "server; auto: jetstream when the account has JetStream, else core (health "
+                                       "says durable: false).",
+                        .default_value = "auto",
+                        .choices = {"auto", "jetstream", "core"},
+                        .store =
+                            [](Config& c, Value&& v) {
+                                const auto& s = std::get<std::string>(v);
+                                c.events.delivery = s == "jetstream" ? Delivery::jetstream
+                                    : s == "core"                    ? Delivery::core
+                                                                     : Delivery::automatic;
+                            }},
+                    object("stream",
+                        "The JetStream stream that stores the events. The daemon creates it when it is missing "
+                        "(if allowed) and never changes an existing one.",
+                        {
+                            Field{.name = "name",
+                                .kind = Kind::string,
+                                .description = "Stream name.",
+                                .default_value = "CIM_LEAF_EVENTS",
+                                .pattern = token_pattern,
+                                .pattern_hint = "letters, digits, '_' and '-'",
+                                .store = into<std::string>(CIM_MEMBER(events.stream.name))},
+                            Field{.name = "subjects",
+                                .kind = Kind::choice,
+                                .description = "What a stream the daemon creates captures: every node's events "
+                                               "(<prefix>.*.events.>, one stream for a fleet) or this node's "
+                                               "(<prefix>.<node>.events.>).",
+                                .default_value = "all-nodes",
+                                .choices = {"all-nodes", "this-node"},
+                                .store =
+                                    [](Config& c, Value&& v) {
+                                        c.events.stream.all_nodes = std::get<std::string>(v) == "all-nodes";
+                                    }},
+                            Field{.name = "create",
+                                .kind = Kind::boolean,
+                                .description = "Whether the daemon may create the stream when it is missing.",
+                                .default_value = true,
+                                .store = into<bool>(CIM_MEMBER(events.stream.create))},
+                            Field{.name = "max_age",
+                                .kind = Kind::duration,
+                                .description = "How long a stream the daemon creates keeps events; 0s: until "
+                                               "max_bytes.",
+                                .default_value = "30d",
+                                .minimum = 0,
+                                .maximum = 3650 * day_ms,
+                                .store = into<Duration>(CIM_MEMBER(events.stream.max_age))},
+                            Field{.name = "max_bytes",
+                                .kind = Kind::integer,
+                                .description = "Size of a stream the daemon creates; the oldest events go first.",
+                                .default_value = 268435456,
+                                .minimum = 1 << 20,
+                                .maximum = std::int64_t{1} << 40,
+                                .store = into<std::int64_t>(CIM_MEMBER(events.stream.max_bytes))},
+                            Field{.name = "duplicate_window",
+                                .kind = Kind::duration,
+                                .description = "How long a stream the daemon creates remembers event ids, so "
+                                               "that a re-sent event is stored once.",
+                                .default_value = "2h",
+                                .minimum = 1000,
+                                .maximum = 7 * day_ms,
+                                .store = into<Duration>(CIM_MEMBER(events.stream.duplicate_window))},
+                            Field{.name = "domain",
+                                .kind = Kind::string,
+                                .description = "JetStream domain of the server that holds the stream (its API "
+                                               "is then $JS.<domain>.API).",
+                                .default_note = "the account's own JetStream ($JS.API)",
+                                .pattern = token_pattern,
+                                .pattern_hint = "letters, digits, '_' and '-'",
+                                .store = into<std::string>(CIM_MEMBER(events.stream.domain))},
+                        }),
+                    Field{.name = "spool_bytes",
+                        .kind = Kind::integer,
+                        .description = "Bytes of events kept until acknowledged, on disk under the state "
+                                       "directory ($STATE_DIRECTORY, /var/lib/cim-leaf). When full, the oldest are "
+                                       "dropped and an events_dropped event records the gap.",
+                        .default_value = 8388608,
+                        .minimum = 65536,
+                        .maximum = 1 << 30,
+                        .store = into<std::int64_t>(CIM_MEMBER(events.spool_bytes))},
                 }),
             object("log", "Logging.",
                 {

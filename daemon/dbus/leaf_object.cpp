@@ -39,6 +39,10 @@ std::vector<std::string> LeafObject::changed_properties(const LiveState& before,
         names.emplace_back("Reconnects");
     if (before.last_error != after.last_error)
         names.emplace_back("LastError");
+    if (before.events.pending != after.events.pending)
+        names.emplace_back("EventsPending");
+    if (before.events.dropped != after.events.dropped)
+        names.emplace_back("EventsDropped");
     return names;
 }
 
@@ -109,6 +113,16 @@ uint64_t LeafObject::HeartbeatsSent()
 uint32_t LeafObject::Reconnects()
 {
     return control_.live().reconnects;
+}
+
+uint64_t LeafObject::EventsPending()
+{
+    return control_.live().events.pending;
+}
+
+uint64_t LeafObject::EventsDropped()
+{
+    return control_.live().events.dropped;
 }
 
 std::string LeafObject::LastError()

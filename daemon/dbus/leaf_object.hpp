@@ -38,6 +38,8 @@ private:
     uint64_t HeartbeatsSent() override;
     uint32_t Reconnects() override;
     std::string LastError() override;
+    uint64_t EventsPending() override;
+    uint64_t EventsDropped() override;
 
     Control& control_;
     bool emit_failure_logged_ = false;

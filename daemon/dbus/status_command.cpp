@@ -32,17 +32,36 @@ std::string duration_words(std::int64_t seconds)
     return out + std::to_string(seconds % 60) + "s";
 }
 
+// "jetstream (stream CIM_LEAF_EVENTS, durable), 0 pending, 0 dropped"
+std::string events_words(const nlohmann::json& events)
+{
+    const std::string delivery = events.value("delivery", "?");
+    const std::string stream = events.value("stream", "");
+    std::string out = delivery + " (" + (stream.empty() ? "" : "stream " + stream + ", ") +
+        (events.value("durable", false) ? "durable" : "not durable") + "), " +
+        std::to_string(events.value("pending", std::uint64_t{0})) + " pending";
+    if (const auto oldest = events.value("oldest_pending_s", std::int64_t{0}); oldest > 0)
+        out += " (oldest " + duration_words(oldest) + ")";
+    out += ", " + std::to_string(events.value("dropped", std::uint64_t{0})) + " dropped";
+    if (const std::string problem = events.value("problem", ""); !problem.empty())
+        out += "; " + problem;
+    return out;
+}
+
 void print_summary(const nlohmann::json& health)
 {
-    const auto nats = health.value("checks", nlohmann::json::object()).value("nats", nlohmann::json::object());
+    const auto checks = health.value("checks", nlohmann::json::object());
+    const auto nats = checks.value("nats", nlohmann::json::object());
     const std::string server = nats.value("server", "");
     const std::string last_error = health.value("last_error", "");
     std::cout << "cim-leaf " << health.value("node", "?") << " (" << health.value("version", "?")
               << "): " << health.value("state", "?") << ", " << health.value("status", "?") << "\n"
               << "  NATS:       " << (server.empty() ? "not connected" : server) << ", " << nats.value("reconnects", 0)
-              << " reconnects, " << nats.value("events_dropped", 0) << " events dropped\n"
+              << " reconnects\n"
+              << "  Events:     " << events_words(checks.value("events", nlohmann::json::object())) << "\n"
               << "  Uptime:     " << duration_words(health.value("uptime_s", std::int64_t{0})) << "\n"
-              << "  Heartbeats: " << health.value("heartbeats_sent", std::uint64_t{0}) << " sent\n"
+              << "  Heartbeats: " << health.value("heartbeats_sent", std::uint64_t{0}) << " sent, "
+              << nats.value("heartbeats_refused", std::uint64_t{0}) << " refused\n"
               << "  Last error: " << (last_error.empty() ? "none" : last_error) << "\n";
 }
 

@@ -257,6 +257,13 @@ std::variant<Spool, std::string> Spool::open(const std::filesystem::path& direct
     return spool;
 }
 
+Spool Spool::in_memory(std::int64_t max_bytes, std::string why)
+{
+    Spool spool(util::Fd(), {}, max_bytes);
+    spool.error_ = std::move(why);
+    return spool;
+}
+
 Dropped Spool::append(Record record)
 {
     if (record.seq < next_seq_ || record.seq == UINT64_MAX)
@@ -318,6 +325,8 @@ Dropped Spool::evict_down_to(std::int64_t limit, std::string& removals)
 
 void Spool::persist(const std::string& frames, bool sync)
 {
+    if (!directory_)
+        return;  // in memory only
     // After a failed write the file lacks something, or holds a torn frame,
     // or (after a failed fsync) pages the kernel may have given up on: only
     // a whole new file can be trusted again.

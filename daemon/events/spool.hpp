@@ -65,6 +65,10 @@ public:
     // open of it fails until this Spool is gone.
     static std::variant<Spool, std::string> open(const std::filesystem::path& directory, std::int64_t max_bytes);
 
+    // A spool that keeps its records in memory only, where open() failed:
+    // bounded, ordered and numbered the same, never durable (error() is `why`).
+    static Spool in_memory(std::int64_t max_bytes, std::string why);
+
     // Stores `record`, whose seq must be at least next_seq() (or it throws
     // std::invalid_argument: a bug in the caller), and fsyncs it
     // before returning: the caller sends it only afterwards. The oldest

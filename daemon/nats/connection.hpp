@@ -38,6 +38,13 @@ struct Published {
     explicit operator bool() const { return outcome == Outcome::sent; }
 };
 
+// The answer to a request (nats::Connection::request).
+struct Answer {
+    std::uint64_t token = 0;  // the request's
+    std::string payload;
+    bool no_responders = false;  // nobody subscribes to the request's subject
+};
+
 // The server the connection is on.
 struct Server {
     std::string url;
@@ -53,6 +60,7 @@ struct Handlers {
     // The server refused a publish on `subject` (a permissions violation),
     // after publish() had already returned `sent`.
     std::function<void(const std::string& subject, const std::string& why)> refused;
+    std::function<void(const Answer&)> answered;  // a request's answer
     std::function<void()> stopped;  // after stop(): drained and closed
     // On a nats.c delivery thread: the health reply. Must be thread-safe,
     // and callable until every connection's thread has ended.
@@ -65,6 +73,9 @@ class Connection {
 public:
     virtual ~Connection() = default;
     virtual Published publish(const Message& message) = 0;
+    // Publishes with a reply subject of the connection's own; the answer
+    // comes to `answered` with `token`, or never (the caller gives up).
+    virtual Published request(const Message& message, std::uint64_t token) = 0;
     // Drains (bounded by `timeout`), closes, then calls `stopped`.
     virtual void stop(std::chrono::milliseconds timeout) = 0;
 };

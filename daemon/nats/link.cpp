@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <list>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
@@ -22,7 +24,7 @@ constexpr int max_pings_out = 2;
 constexpr int write_deadline_ms = 2000;
 // nats.c's own reconnect buffer only covers the moment before a lost
 // connection is noticed: the daemon publishes only while connected and keeps
-// events itself (Outbox), so stale heartbeats are never replayed.
+// events itself (events::Delivery), so stale heartbeats are never replayed.
 constexpr int library_buffer_bytes = 64 * 1024;
 // A drain that nats.c has not ended by its own timeout plus this is cut short.
 constexpr std::chrono::milliseconds drain_grace{500};
@@ -83,13 +85,15 @@ std::string quoted_subject(const std::string& text)
     return close == std::string::npos ? std::string() : text.substr(open + 1, close - open - 1);
 }
 
-natsStatus send(natsConnection* connection, const Message& message)
+natsStatus send(natsConnection* connection, const Message& message, const std::string& reply = {})
 {
     const int size = static_cast<int>(message.payload.size());
+    const char* reply_to = reply.empty() ? nullptr : reply.c_str();
     if (message.headers.empty())
-        return natsConnection_Publish(connection, message.subject.c_str(), message.payload.data(), size);
+        return natsConnection_PublishRequest(
+            connection, message.subject.c_str(), reply_to, message.payload.data(), size);
     natsMsg* msg = nullptr;
-    natsStatus status = natsMsg_Create(&msg, message.subject.c_str(), nullptr, message.payload.data(), size);
+    natsStatus status = natsMsg_Create(&msg, message.subject.c_str(), reply_to, message.payload.data(), size);
     for (const auto& [key, value] : message.headers)
         if (status == NATS_OK)
             status = natsMsgHeader_Set(msg, key.c_str(), value.c_str());
@@ -217,6 +221,12 @@ Link::Link(EventLoop& loop, const config::Config& config, Auth auth, Handlers ha
         routes_.push_back({Route::Kind::health, service_.endpoints()[i].subject, i, this});
     for (const std::string& subject : service_.subjects())
         routes_.push_back({Route::Kind::service, subject, 0, this});
+    natsInbox* inbox = nullptr;
+    if (natsInbox_Create(&inbox) != NATS_OK)
+        throw std::runtime_error("cannot make a NATS inbox");
+    inbox_ = inbox;
+    natsInbox_Destroy(inbox);
+    routes_.push_back({Route::Kind::answer, inbox_ + ".*", 0, this});
 }
 
 void Link::post(std::function<void(Link&)> work)
@@ -254,11 +264,21 @@ template <typename Work> void Link::with_current(void* key, Work work)
 
 Published Link::publish(const Message& message)
 {
+    return send_now(message, {});
+}
+
+Published Link::request(const Message& message, std::uint64_t token)
+{
+    return send_now(message, inbox_ + "." + std::to_string(token));
+}
+
+Published Link::send_now(const Message& message, const std::string& reply)
+{
     using Outcome = Published::Outcome;
     std::lock_guard lock(mutex_);
     if (!connection_ || !connected_)
         return {Outcome::no_connection, "not connected to NATS"};
-    const natsStatus status = send(connection_, message);
+    const natsStatus status = send(connection_, message, reply);
     switch (status) {
     case NATS_OK:
         return {};
@@ -425,8 +445,13 @@ void Link::on_message(const Route& route, natsConnection* connection, natsMsg* m
 {
     const auto begin = std::chrono::steady_clock::now();
     const char* reply = natsMsg_GetReply(message);
-    // A message without a reply subject is no request: nothing to answer or count.
-    if (reply && *reply) {
+    if (route.kind == Route::Kind::answer) {
+        const std::string subject = natsMsg_GetSubject(message);
+        Answer answer{std::strtoull(subject.c_str() + inbox_.size() + 1, nullptr, 10),
+            std::string(natsMsg_GetData(message), static_cast<std::size_t>(natsMsg_GetDataLength(message))),
+            natsMsg_IsNoResponders(message)};
+        post([answer = std::move(answer)](Link& link) { link.handlers_.answered(answer); });
+    } else if (reply && *reply) {  // without a reply subject it is no request: nothing to answer or count
         if (route.kind == Route::Kind::health) {
             const natsStatus sent = send(connection, {reply, handlers_.health(), {}});
             service_.record(route.endpoint, std::chrono::steady_clock::now() - begin,

@@ -34,6 +34,7 @@ public:
     Link& operator=(const Link&) = delete;
 
     Published publish(const Message& message) override;
+    Published request(const Message& message, std::uint64_t token) override;
     void stop(std::chrono::milliseconds timeout) override;
 
     // Waits up to `bound` until every Link's thread has finished, i.e. nats.c
@@ -44,7 +45,7 @@ public:
 private:
     // A subscription and what answers its requests.
     struct Route {
-        enum class Kind { health, service } kind;
+        enum class Kind { health, service, answer } kind;
         std::string subject;
         std::size_t endpoint;  // health routes: index in service_'s endpoints
         Link* link;
@@ -64,6 +65,7 @@ private:
     void serve(natsConnection* connection);  // until closed, given up, or stop()
     void on_message(const Route& route, natsConnection* connection, natsMsg* message);
     void on_async_error(natsStatus status, const std::string& text);
+    Published send_now(const Message& message, const std::string& reply);
     void post(std::function<void(Link&)> work);
     bool stopping();
 
@@ -72,6 +74,7 @@ private:
     Auth auth_;
     Handlers handlers_;
     Service service_;
+    std::string inbox_;  // this Link's reply subjects: <inbox>.<token>
     std::vector<Route> routes_;  // built once; nats.c holds pointers into it
 
     std::mutex mutex_;  // guards everything below

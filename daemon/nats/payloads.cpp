@@ -76,9 +76,10 @@ Event make_event(std::string event_type, nlohmann::json data, const Event* cause
     return event;
 }
 
-nlohmann::json event_json(const std::string& node_id, const Event& event)
+nlohmann::json event_json(const std::string& node_id, std::uint64_t seq, const Event& event)
 {
     nlohmann::json out = envelope("io.cim.leaf.v1.event", node_id, event.time);
+    out["seq"] = seq;
     out["event_id"] = event.event_id;
     out["event_type"] = event.event_type;
     out["correlation_id"] = event.correlation_id;

@@ -33,7 +33,7 @@ std::optional<config::Diagnostic> oversized_heartbeat(const config::Config& conf
 // event that caused it. A lone event correlates with and is caused by itself.
 struct Event {
     std::string event_id;
-    std::string event_type;  // started, ready, reloading, reloaded, reload_failed, nats_reconnected, stopping
+    std::string event_type;  // started, ready, reloading, ... (proto/nats/event.schema.json)
     std::string correlation_id;
     std::string causation_id;
     std::chrono::system_clock::time_point time;
@@ -42,8 +42,8 @@ struct Event {
 
 Event make_event(std::string event_type, nlohmann::json data = nlohmann::json::object(), const Event* cause = nullptr);
 
-// io.cim.leaf.v1.event
-nlohmann::json event_json(const std::string& node_id, const Event& event);
+// io.cim.leaf.v1.event; `seq` is the node's event number (events::Delivery).
+nlohmann::json event_json(const std::string& node_id, std::uint64_t seq, const Event& event);
 
 // The event payload `payload` cut to at most `limit` bytes, so that an event
 // always fits the server's max_payload: the longest text in its data is

@@ -39,7 +39,14 @@ TEST_CASE("an empty file means every default")
     CHECK(config.nats.name == "cim-leaf");
     CHECK(config.nats.reconnect.wait == Duration{2000});
     CHECK(config.nats.reconnect.jitter == Duration{500});
-    CHECK(config.nats.reconnect.buffer_bytes == 8388608);
+    CHECK(config.events.delivery == Delivery::automatic);
+    CHECK(config.events.stream.name == "CIM_LEAF_EVENTS");
+    CHECK(config.events.stream.all_nodes);
+    CHECK(config.events.stream.create);
+    CHECK(config.events.stream.max_age == Duration{30LL * 86'400'000});
+    CHECK(config.events.stream.duplicate_window == Duration{2 * 3'600'000});
+    CHECK(config.events.stream.domain.empty());
+    CHECK(config.events.spool_bytes == 8388608);
     CHECK(config.subjects.prefix == "cim.leaf");
     CHECK(config.heartbeat.interval == Duration{5000});
     CHECK(config.dbus.bus == Bus::system);
@@ -63,7 +70,7 @@ nats:
   name: edge
   credentials_file: nats.creds
   tls: {ca_file: /etc/ssl/ca.pem, cert_file: client.pem, key_file: client.key}
-  reconnect: {wait: 3s, jitter: 250ms, buffer_bytes: 1024}
+  reconnect: {wait: 3s, jitter: 250ms}
 subjects:
   prefix: cim.site1.leaf
 heartbeat:
@@ -72,6 +79,11 @@ dbus:
   bus: session
 systemd:
   ready_on: started
+events:
+  delivery: jetstream
+  stream: {name: FACTORY, subjects: this-node, create: false, max_age: 7d, max_bytes: 1048576,
+           duplicate_window: 1h, domain: leaf-01}
+  spool_bytes: 65536
 log:
   level: debug
 )");
@@ -84,7 +96,14 @@ log:
     CHECK(config.nats.tls.ca_file == "/etc/ssl/ca.pem");
     CHECK(config.nats.tls.key_file == "client.key");
     CHECK(config.nats.reconnect.wait == Duration{3000});
-    CHECK(config.nats.reconnect.buffer_bytes == 1024);
+    CHECK(config.events.delivery == Delivery::jetstream);
+    CHECK(config.events.stream.name == "FACTORY");
+    CHECK_FALSE(config.events.stream.all_nodes);
+    CHECK_FALSE(config.events.stream.create);
+    CHECK(config.events.stream.max_age == Duration{7 * 86'400'000});
+    CHECK(config.events.stream.max_bytes == 1048576);
+    CHECK(config.events.stream.domain == "leaf-01");
+    CHECK(config.events.spool_bytes == 65536);
     CHECK(config.subjects.prefix == "cim.site1.leaf");
     CHECK(config.heartbeat.interval == Duration{60'000});
     CHECK(config.dbus.bus == Bus::session);
@@ -120,8 +139,10 @@ TEST_CASE("ranges are checked with the limits in the message")
         R"(config.yaml:1:23: heartbeat.interval: must be at least 100ms, got "50ms")");
     CHECK(
         error("heartbeat: {interval: 2h}") == R"(config.yaml:1:23: heartbeat.interval: must be at most 1h, got "2h")");
-    CHECK(error("nats: {reconnect: {buffer_bytes: -1}}") ==
-        R"(config.yaml:1:34: nats.reconnect.buffer_bytes: expected an integer from 0 to 1073741824, got "-1")");
+    CHECK(error("events: {spool_bytes: -1}") ==
+        R"(config.yaml:1:23: events.spool_bytes: expected an integer from 65536 to 1073741824, got "-1")");
+    CHECK(error("events: {stream: {max_age: 1h, duplicate_window: 2h}}") ==
+        "config.yaml:1:32: events.stream.duplicate_window: must not be longer than events.stream.max_age");
 }
 
 TEST_CASE("a list that is not one says what each item must be")
@@ -146,6 +167,16 @@ TEST_CASE("combinations of keys that do not go together")
         "set too");
     CHECK(error("nats: {tls: {cert_file: c}}") ==
         "config.yaml:1:14: nats.tls.cert_file: nats.tls.cert_file and nats.tls.key_file go together");
+    CHECK(error("nats: {servers: [tls://a:4222, nats://b:4222]}") ==
+        "config.yaml:1:8: nats.servers: mixes nats:// and tls:// servers; TLS is required for all of them or none: "
+        "write tls:// for every server (nats.tls settings also make TLS required)");
+}
+
+TEST_CASE("a key of an earlier version says what replaced it")
+{
+    CHECK(error("nats: {reconnect: {buffer_bytes: 1024}}") ==
+        "config.yaml:1:20: nats.reconnect.buffer_bytes: no longer exists; events.spool_bytes bounds the events kept "
+        "until the server has them (on disk)");
 }
 
 TEST_CASE("secret paths are absolute or credential names, never relative paths")
@@ -237,7 +268,7 @@ TEST_CASE("the longest string each field allows loads")
 
 TEST_CASE("quoted numbers are strings, plain ones are not")
 {
-    CHECK(error("nats: {reconnect: {buffer_bytes: '1024'}}").find("expected an integer") != std::string::npos);
+    CHECK(error("events: {spool_bytes: '1024'}").find("expected an integer") != std::string::npos);
     CHECK(good("node: {id: '01', domain: 42}").node.domain == "42");
 }
 

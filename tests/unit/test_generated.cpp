@@ -34,7 +34,9 @@ TEST_CASE("the NixOS options are typed like the schema")
     CHECK(nix.find("{ lib, ... }:") != std::string::npos);
     CHECK(nix.find("bus = lib.mkOption {\n        type = lib.types.enum [ \"system\" \"session\" \"none\" ];") !=
         std::string::npos);
-    CHECK(nix.find("buffer_bytes = lib.mkOption {\n          type = lib.types.ints.between 0 1073741824;") !=
+    CHECK(nix.find("spool_bytes = lib.mkOption {\n        type = lib.types.ints.between 65536 1073741824;") !=
+        std::string::npos);
+    CHECK(nix.find("create = lib.mkOption {\n          type = lib.types.bool;\n          default = true;") !=
         std::string::npos);
     CHECK(
         nix.find("labels = lib.mkOption {\n        type = lib.types.attrsOf lib.types.str;\n        default = { };") !=

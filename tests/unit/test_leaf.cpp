@@ -11,6 +11,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <doctest/doctest.h>
 
@@ -23,11 +24,13 @@ using Outcome = nats::Published::Outcome;
 
 namespace {
 
-// Stands in for nats::Link: records what is published and answers with the
-// outcomes a test queues (sent when none is queued).
+// Stands in for nats::Link: records what is published (requests too, with
+// their tokens) and answers with the outcomes a test queues (sent when none
+// is queued); the test plays the server's answers.
 struct FakeConnection final : nats::Connection {
     nats::Handlers handlers;
     std::vector<nats::Message> published;
+    std::vector<std::pair<nats::Message, std::uint64_t>> requests;
     std::deque<Outcome> outcomes;
     bool stopped = false;
 
@@ -42,6 +45,23 @@ struct FakeConnection final : nats::Connection {
             published.push_back(message);
         return {outcome, outcome == Outcome::sent ? "" : "the double says no"};
     }
+
+    nats::Published request(const nats::Message& message, std::uint64_t token) override
+    {
+        const nats::Published published = publish(message);
+        if (published)
+            requests.emplace_back(message, token);
+        return published;
+    }
+
+    // The server's answer to the latest request.
+    void answer(const std::string& payload, bool no_responders = false)
+    {
+        REQUIRE_FALSE(requests.empty());
+        handlers.answered({requests.back().second, payload, no_responders});
+    }
+
+    std::string last_subject() const { return requests.empty() ? "" : requests.back().first.subject; }
 
     void stop(std::chrono::milliseconds) override { stopped = true; }
 
@@ -110,13 +130,28 @@ bool any_starts_with(const std::vector<std::string>& datagrams, const std::strin
 const std::string fast_config = "node: {id: unit}\n"
                                 "nats: {servers: [nats://127.0.0.1:4222]}\n"
                                 "heartbeat: {interval: 100ms}\n"
+                                "events: {delivery: core}\n"
                                 "dbus: {bus: none}\n";
 
+// A directory of its own for each harness's event spool.
+std::filesystem::path new_state_directory()
+{
+    std::string pattern = (std::filesystem::temp_directory_path() / "cim-leaf-unit-state-XXXXXX").string();
+    REQUIRE(mkdtemp(pattern.data()));
+    return pattern;
+}
+
 struct Harness {
-    explicit Harness(
-        std::chrono::milliseconds loss_memory = std::chrono::minutes(5), const std::string& config = fast_config)
+    explicit Harness(std::chrono::milliseconds loss_memory = std::chrono::minutes(5),
+        const std::string& config = fast_config, std::filesystem::path state = new_state_directory())
         : config_path(std::filesystem::temp_directory_path() / ("cim-leaf-unit-" + std::to_string(getpid()) + ".yaml")),
-          leaf(loop, {config_path, spdlog::level::critical, loss_memory}, parse(write(config)), {},
+          state_directory(std::move(state)),
+          leaf(loop,
+              {.config_path = config_path,
+                  .log_level = spdlog::level::critical,
+                  .state_directory = state_directory,
+                  .loss_memory = loss_memory},
+              parse(write(config)), {},
               {
                   .connect_nats =
                       [this](const config::Config&, const nats::Auth&, nats::Handlers handlers) {
@@ -136,7 +171,12 @@ struct Harness {
     {
         leaf.start();
     }
-    ~Harness() { std::filesystem::remove(config_path); }
+    ~Harness()
+    {
+        std::filesystem::remove(config_path);
+        if (!keep_state)
+            std::filesystem::remove_all(state_directory);
+    }
 
     // The Leaf's config file, for its reloads.
     const std::string& write(const std::string& text)
@@ -167,6 +207,8 @@ struct Harness {
 
     NotifySocket notify;
     std::string config_path;
+    std::filesystem::path state_directory;
+    bool keep_state = false;  // for a next Harness, as a restart
     EventLoop loop;
     std::vector<std::shared_ptr<FakeConnection>> links;
     FakeBus* bus = nullptr;
@@ -190,7 +232,7 @@ TEST_CASE("READY=1 only once NATS is confirmed; what was raised before goes out 
     CHECK(health_status(h.leaf.live()) == "ok");
 }
 
-TEST_CASE("NATS lost and back: one reconnect, its event first, then what was raised meanwhile")
+TEST_CASE("NATS lost and back: one reconnect; what was raised meanwhile goes out in order, then the reconnect")
 {
     Harness h;
     h.connect();
@@ -199,20 +241,21 @@ TEST_CASE("NATS lost and back: one reconnect, its event first, then what was rai
     CHECK(h.leaf.live().last_error == "NATS connection lost: EOF");
     CHECK(health_status(h.leaf.live()) == "failing");
     h.leaf.reload();  // the same file: reloading, reloaded, kept for later
-    CHECK(h.leaf.live().events_buffered == 2);
+    CHECK(h.leaf.live().events.pending == 2);
     h.link().handlers.reconnected({"nats://b:4222", 1 << 20});
     CHECK(h.leaf.live().reconnects == 1);
     CHECK(h.leaf.live().nats_server == "nats://b:4222");
     CHECK(
-        h.link().events() == std::vector<std::string>{"started", "ready", "nats_reconnected", "reloading", "reloaded"});
-    CHECK(h.leaf.live().events_buffered == 0);
+        h.link().events() == std::vector<std::string>{"started", "ready", "reloading", "reloaded", "nats_reconnected"});
+    CHECK(h.leaf.live().events.pending == 0);
 }
 
 TEST_CASE("a reload to new NATS settings moves to a new connection: no reconnect, no nats_reconnected")
 {
     Harness h;
     h.connect();
-    h.write("node: {id: unit}\nnats: {servers: [nats://127.0.0.1:4223]}\ndbus: {bus: none}\n");
+    h.write("node: {id: unit}\nnats: {servers: [nats://127.0.0.1:4223]}\nevents: {delivery: core}\n"
+            "dbus: {bus: none}\n");
     CHECK_FALSE(h.leaf.reload());
     REQUIRE(h.links.size() == 2);
     CHECK(h.links[0]->stopped);
@@ -252,7 +295,7 @@ TEST_CASE("a heartbeat the server cannot take is refused, counted, and degrades 
     REQUIRE(h.run_until([&] { return h.leaf.live().heartbeats_refused == 1; }));
     const auto lost = std::chrono::steady_clock::now();
     CHECK(h.leaf.live().heartbeats_sent == 0);
-    CHECK(h.leaf.live().last_loss.find("heartbeat not sent") != std::string::npos);
+    CHECK(h.leaf.live().heartbeat_loss.why.find("heartbeat not sent") != std::string::npos);
     CHECK(health_status(h.leaf.live()) == "degraded");
     // The next beats go through; the loss is forgotten after `memory`, not before.
     REQUIRE(h.run_until([&] { return health_status(h.leaf.live()) == "ok"; }));
@@ -271,7 +314,7 @@ TEST_CASE("a heartbeat the server refuses afterwards moves from sent to refused"
     CHECK(h.leaf.live().heartbeats_sent == 0);
     CHECK(h.leaf.live().heartbeats_refused == 1);
     h.link().handlers.refused("cim.leaf.unit.events.ready", "Permissions Violation");
-    CHECK(h.leaf.live().events_dropped == 1);
+    CHECK(h.leaf.live().event_loss.recent);
     CHECK(health_status(h.leaf.live()) == "degraded");
 }
 
@@ -282,14 +325,14 @@ TEST_CASE("an event too big is cut to fit; one that can never go is dropped and 
     h.link().outcomes = {Outcome::too_big, Outcome::sent};
     h.write(std::string(50, 'x') + ": 1\n");  // a reload_failed with a long error
     h.leaf.reload();
-    CHECK(h.leaf.live().events_truncated == 1);
+    CHECK(h.leaf.live().events.truncated == 1);
     CHECK(h.link().events().back() == "reload_failed");
     h.link().outcomes = {Outcome::failed};
     h.write(fast_config);
     h.leaf.reload();  // reloading is refused, reloaded goes
-    CHECK(h.leaf.live().events_dropped == 1);
+    CHECK(h.leaf.live().events.dropped == 1);
     CHECK(h.link().events().back() == "reloaded");
-    CHECK(h.leaf.live().events_buffered == 0);
+    CHECK(h.leaf.live().events.pending == 0);
 }
 
 TEST_CASE("SIGTERM: STOPPING=1, and with nothing to drain the loop ends at once")
@@ -367,4 +410,171 @@ TEST_CASE("SIGTERM before the name is owned: STOPPING=1 and out at once")
     CHECK(h.loop.run() == 0);
     CHECK(any_starts_with(h.notify.take(), "STOPPING=1"));
     CHECK(h.links.empty());
+}
+
+namespace {
+
+const std::string jetstream_config = "node: {id: unit}\n"
+                                     "heartbeat: {interval: 1h}\n"
+                                     "events: {delivery: jetstream}\n"
+                                     "dbus: {bus: none}\n";
+
+const std::string stream_info =
+    R"({"type":"io.nats.jetstream.api.v1.stream_info_response","config":{"name":"CIM_LEAF_EVENTS",)"
+    R"("subjects":["cim.leaf.*.events.>"]}})";
+
+nlohmann::json body(const nats::Message& message)
+{
+    return nlohmann::json::parse(message.payload);
+}
+
+std::string header(const nats::Message& message, const std::string& key)
+{
+    for (const auto& [k, v] : message.headers)
+        if (k == key)
+            return v;
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("jetstream: the stream is looked up, created when missing, then events go one at a time, each acknowledged")
+{
+    Harness h(std::chrono::minutes(5), jetstream_config);
+    h.connect();
+    CHECK(h.link().last_subject() == "$JS.API.STREAM.INFO.CIM_LEAF_EVENTS");
+    h.link().answer(R"({"error":{"code":404,"err_code":10059,"description":"stream not found"}})");
+    REQUIRE(h.link().last_subject() == "$JS.API.STREAM.CREATE.CIM_LEAF_EVENTS");
+    const auto create = body(h.link().requests.back().first);
+    CHECK(create["subjects"] == nlohmann::json::array({"cim.leaf.*.events.>"}));
+    CHECK(create["storage"] == "file");
+    CHECK(create["duplicate_window"] == 7'200'000'000'000);
+    h.link().answer(stream_info);
+    CHECK(h.leaf.live().events.delivery == "jetstream");
+    CHECK(h.leaf.live().events.durable);
+    // started, then ready: one in flight at a time.
+    REQUIRE(h.link().last_subject() == "cim.leaf.unit.events.started");
+    const auto started = h.link().requests.back().first;
+    CHECK(body(started)["seq"] == 1);
+    CHECK(header(started, "Nats-Msg-Id") == body(started)["event_id"]);
+    CHECK(h.leaf.live().events.pending == 2);
+    h.link().answer(R"({"stream":"CIM_LEAF_EVENTS","seq":1})");
+    REQUIRE(h.link().last_subject() == "cim.leaf.unit.events.ready");
+    CHECK(body(h.link().requests.back().first)["seq"] == 2);
+    h.link().answer(R"({"stream":"CIM_LEAF_EVENTS","seq":2})");
+    CHECK(h.leaf.live().events.pending == 0);
+    CHECK(h.leaf.live().events.acknowledged == 2);
+    CHECK(health_status(h.leaf.live()) == "ok");
+}
+
+TEST_CASE("jetstream: an event without an acknowledgement is sent again, with the same Nats-Msg-Id")
+{
+    Harness h(std::chrono::minutes(5), jetstream_config);
+    h.connect();
+    h.link().answer(stream_info);
+    const auto first = h.link().requests.back();
+    REQUIRE(first.first.subject == "cim.leaf.unit.events.started");
+    REQUIRE(h.run_until([&] { return h.link().requests.size() == 3; }, std::chrono::seconds(4)));  // ack_wait
+    const auto again = h.link().requests.back();
+    CHECK(again.first.subject == first.first.subject);
+    CHECK(header(again.first, "Nats-Msg-Id") == header(first.first, "Nats-Msg-Id"));
+    CHECK(again.second != first.second);
+    // A late answer to the first send counts as well.
+    h.link().handlers.answered({first.second, R"({"stream":"CIM_LEAF_EVENTS","seq":1})", false});
+    CHECK(h.link().last_subject() == "cim.leaf.unit.events.ready");
+    CHECK(h.leaf.live().events.acknowledged == 1);
+}
+
+TEST_CASE("jetstream: a stream that does not capture this node's events is an error, never a fall-back")
+{
+    Harness h(std::chrono::minutes(5), jetstream_config);
+    h.connect();
+    h.link().answer(R"({"config":{"name":"CIM_LEAF_EVENTS","subjects":["other.>"]}})");
+    const auto& events = h.leaf.live().events;
+    CHECK(events.delivery == "waiting");
+    CHECK(events.problem.find("does not capture cim.leaf.unit.events.>") != std::string::npos);
+    CHECK(events.pending == 2);
+    CHECK(h.link().requests.size() == 1);  // nothing published
+    CHECK(health_status(h.leaf.live()) == "degraded");
+}
+
+TEST_CASE("auto on an account without JetStream: plain publishes, and health says not durable")
+{
+    Harness h(std::chrono::minutes(5), "node: {id: unit}\nheartbeat: {interval: 1h}\ndbus: {bus: none}\n");
+    h.connect();
+    h.link().answer("", true);  // no responders
+    CHECK(h.leaf.live().events.delivery == "core");
+    CHECK_FALSE(h.leaf.live().events.durable);
+    CHECK(h.link().events() == std::vector<std::string>{"started", "ready"});
+    CHECK(h.leaf.live().events.pending == 0);
+    CHECK(health_status(h.leaf.live()) == "ok");
+}
+
+TEST_CASE("events pending at a stop are sent after the restart, with their own id, time and seq")
+{
+    const auto state = new_state_directory();
+    std::string started_id;
+    {
+        Harness h(std::chrono::minutes(5), fast_config, state);
+        h.keep_state = true;
+        REQUIRE(h.leaf.live().events.pending == 1);  // started, never connected
+    }
+    Harness h(std::chrono::minutes(5), fast_config, state);
+    h.connect();
+    REQUIRE(h.link().published.size() >= 3);
+    const auto first = body(h.link().published[0]);
+    const auto second = body(h.link().published[1]);
+    CHECK(first["event_type"] == "started");
+    CHECK(first["seq"] == 1);
+    CHECK(second["event_type"] == "started");
+    CHECK(second["seq"] == 2);
+    CHECK(first["event_id"] != second["event_id"]);
+    CHECK(first["time"] < second["time"]);
+}
+
+TEST_CASE("a full spool drops the oldest, and an events_dropped event records the gap")
+{
+    Harness h(std::chrono::minutes(5),
+        "node: {id: unit}\nevents: {delivery: core, spool_bytes: 65536}\n"
+        "dbus: {bus: none}\n");
+    for (int i = 0; i < 150 && h.leaf.live().events.dropped == 0; ++i) {
+        h.leaf.reload();  // reloading and reloaded, kept while not connected
+        h.notify.take();
+    }
+    REQUIRE(h.leaf.live().events.dropped > 0);
+    CHECK(h.leaf.live().event_loss.recent);
+    h.run_until([] { return false; }, std::chrono::milliseconds(1200));  // what the last report evicted, told too
+    h.connect();
+    // Every seq is accounted for: published, or in an events_dropped range.
+    std::set<std::uint64_t> seen;
+    std::uint64_t reported = 0;
+    for (const auto& message : h.link().published) {
+        const auto event = body(message);
+        seen.insert(event["seq"].get<std::uint64_t>());
+        if (event["event_type"] != "events_dropped")
+            continue;
+        const auto& data = event["data"];
+        reported += data["count"].get<std::uint64_t>();
+        for (auto seq = data["first_seq"].get<std::uint64_t>(); seq <= data["last_seq"].get<std::uint64_t>(); ++seq)
+            CHECK(seen.insert(seq).second);
+    }
+    CHECK(reported == h.leaf.live().events.dropped);
+    REQUIRE_FALSE(seen.empty());
+    CHECK(*seen.begin() == 1);
+    CHECK(*seen.rbegin() == seen.size());  // no gap
+}
+
+TEST_CASE("SIGTERM with jetstream: the stopping event's acknowledgement is waited for, then NATS drained")
+{
+    Harness h(std::chrono::minutes(5), jetstream_config);
+    h.connect();
+    h.link().answer(stream_info);
+    h.link().answer(R"({"stream":"CIM_LEAF_EVENTS","seq":1})");
+    h.link().answer(R"({"stream":"CIM_LEAF_EVENTS","seq":2})");
+    raise(SIGTERM);
+    h.run_until([&] { return h.link().last_subject() == "cim.leaf.unit.events.stopping"; });
+    CHECK_FALSE(h.link().stopped);  // waits for the acknowledgement
+    h.link().answer(R"({"stream":"CIM_LEAF_EVENTS","seq":3})");
+    CHECK(h.link().stopped);
+    CHECK(h.leaf.live().events.pending == 0);
 }

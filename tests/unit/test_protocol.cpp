@@ -3,7 +3,6 @@
 #include "cli.hpp"
 #include "config/load.hpp"
 #include "health.hpp"
-#include "nats/outbox.hpp"
 #include "nats/payloads.hpp"
 #include "nats/service.hpp"
 #include "notify.hpp"
@@ -48,9 +47,18 @@ TEST_CASE("health: ok when connected, failing without NATS or the D-Bus name, de
 {
     LiveState live = connected_state();
     CHECK(health_status(live) == "ok");
-    live.events_dropped = 1;  // long ago
+    live.events.dropped = 1;  // long ago
     CHECK(health_status(live) == "ok");
-    live.recent_loss = true;
+    live.event_loss.recent = true;
+    CHECK(health_status(live) == "degraded");
+    live.event_loss.recent = false;
+    live.events.overdue = true;  // the oldest pending event waits too long
+    CHECK(health_status(live) == "degraded");
+    live.events.overdue = false;
+    live.events.problem = "stream CIM_LEAF_EVENTS does not capture cim.leaf.leaf-01.events.>";
+    CHECK(health_status(live) == "degraded");
+    live.events.problem.clear();
+    live.heartbeat_loss.recent = true;
     CHECK(health_status(live) == "degraded");
     live.nats_connected = false;
     CHECK(health_status(live) == "failing");
@@ -72,7 +80,7 @@ TEST_CASE("health JSON has the envelope and every check")
     CHECK(json["version"] == version_string);
     CHECK(json["uptime_s"] == 42);
     CHECK(json["status"] == "ok");
-    for (const char* check : {"nats", "dbus", "systemd", "config"})
+    for (const char* check : {"nats", "events", "dbus", "systemd", "config"})
         CHECK(json["checks"][check]["status"] == "ok");
     CHECK(json["time"].get<std::string>().back() == 'Z');
 }
@@ -108,34 +116,10 @@ TEST_CASE("events: a chain shares its correlation id, each names its cause")
     CHECK(second.correlation_id == first.event_id);
     CHECK(second.causation_id == first.event_id);
     CHECK(second.event_id > first.event_id);  // UUIDv7 sorts by time
-    const auto json = nats::event_json("leaf-01", second);
+    const auto json = nats::event_json("leaf-01", 7, second);
     CHECK(json["type"] == "io.cim.leaf.v1.event");
     CHECK(json["event_type"] == "reloaded");
     CHECK(json["event_id"].get<std::string>()[14] == '7');
-}
-
-TEST_CASE("outbox keeps order within its budget; what can never go through does not hold up the rest")
-{
-    using Outcome = nats::Published::Outcome;
-    nats::Outbox outbox(40);
-    CHECK(outbox.push({"a", "1234", {}}));
-    CHECK(outbox.push({"b", "1234", {}}));
-    CHECK_FALSE(outbox.push({"c", "0123456789abcdef0123456789abcdef", {}}));  // over the budget
-    CHECK(outbox.push({"first", "1", {}}, nats::Outbox::Place::first));
-    std::vector<std::string> tried;
-    auto send_with = [&](std::map<std::string, Outcome> outcomes) {
-        return [&tried, outcomes](nats::Message& m) {
-            tried.push_back(m.subject);
-            const auto it = outcomes.find(m.subject);
-            return nats::Published{it == outcomes.end() ? Outcome::sent : it->second, "why"};
-        };
-    };
-    outbox.flush(send_with({{"first", Outcome::no_connection}}));
-    CHECK(outbox.size() == 3);  // no connection: all kept
-    outbox.flush(send_with({{"a", Outcome::too_big}}));
-    CHECK(tried == std::vector<std::string>{"first", "first", "a", "b"});
-    CHECK(outbox.size() == 0);
-    CHECK(outbox.bytes() == 0);
 }
 
 TEST_CASE("the header block counts as nats.c counts it")
@@ -149,7 +133,7 @@ TEST_CASE("an event too big for the server is cut to fit, and says so")
 {
     const auto event = nats::make_event("reload_failed",
         {{"config", "/etc/cim-leaf/config.yaml"}, {"errors", std::vector<std::string>(100, std::string(300, 'e'))}});
-    const std::string payload = util::dump(nats::event_json("leaf-01", event));
+    const std::string payload = util::dump(nats::event_json("leaf-01", 1, event));
     REQUIRE(payload.size() > 30000);
     CHECK(nats::fit_event(payload, 1 << 20) == payload);  // fits: untouched
     for (std::int64_t limit : {20000, 2048, 600}) {
@@ -165,7 +149,7 @@ TEST_CASE("an event too big for the server is cut to fit, and says so")
     // Multi-byte characters are never cut in half.
     const auto wide = nats::make_event("reload_failed", {{"errors", {std::string(3000, 'x') + "\xc3\xa9\xc3\xa9"}}});
     for (std::int64_t limit = 500; limit < 700; ++limit) {
-        const auto fitted = nats::fit_event(util::dump(nats::event_json("leaf-01", wide)), limit);
+        const auto fitted = nats::fit_event(util::dump(nats::event_json("leaf-01", 2, wide)), limit);
         REQUIRE(fitted);
         CHECK_FALSE(util::find_non_text(*fitted));
     }
