@@ -61,14 +61,16 @@ Delivery::Delivery(
 
 void Delivery::start()
 {
-    report_drops(spool_.recovery().dropped);  // a smaller spool_bytes than the last run's
+    lose(spool_.recovery().dropped);  // a smaller spool_bytes than the last run's
+    tell_gaps();
 }
 
 void Delivery::reconfigure(const config::Config& config)
 {
     const bool ask_again = config.events != config_.events;
     config_ = config;
-    report_drops(spool_.set_max_bytes(config.events.spool_bytes));
+    lose(spool_.set_max_bytes(config.events.spool_bytes));
+    tell_gaps();
     if (ask_again && link_)
         use(link_, max_payload_);
     update();
@@ -79,34 +81,52 @@ void Delivery::record(const nats::Event& event)
     const std::uint64_t seq = spool_.next_seq();
     Record record{seq, event.event_id, config_.subjects.prefix + "." + config_.node.id + ".events." + event.event_type,
         util::dump(nats::event_json(config_.node.id, seq, event)), event.time};
-    report_drops(spool_.append(std::move(record)));
+    lose(spool_.append(std::move(record)));
+    tell_gaps();
     pump();
     update();
 }
 
-// An events_dropped event right away, so the gap is part of the record. What
-// it evicts in turn is told by the next one, a moment later.
-void Delivery::report_drops(Dropped dropped)
+void Delivery::lose(const Dropped& dropped)
 {
-    if (!dropped.empty()) {
-        state_.dropped += dropped.count;
-        handlers_.lost(std::to_string(dropped.count) + " events dropped (seq " + std::to_string(dropped.first_seq) +
-            " to " + std::to_string(dropped.last_seq) + "): the spool is full (events.spool_bytes)");
-        unreported_.add(dropped);
-    }
-    if (unreported_.empty())
+    if (dropped.empty())
         return;
-    if (reporting_) {
-        retry_timer_ = loop_.after(std::chrono::seconds(1), [this] { report_drops({}); });
+    state_.dropped += dropped.count;
+    handlers_.lost(std::to_string(dropped.count) + " events dropped (seq " + std::to_string(dropped.first_seq) +
+        " to " + std::to_string(dropped.last_seq) + "): the spool is full (events.spool_bytes)");
+    // An events_dropped event evicted too: what it told must be told again.
+    for (Gap& gap : gaps_)
+        if (gap.told_by >= dropped.first_seq && gap.told_by <= dropped.last_seq)
+            gap.told_by = 0;
+    gaps_.push_back({dropped, 0});
+}
+
+// One events_dropped event for the gaps no pending event tells of, so the
+// gap itself is part of the record. What it evicts in turn is told by the
+// next one, when the next event is recorded or one is delivered: never a
+// chain of reports eating a full spool.
+void Delivery::tell_gaps()
+{
+    if (telling_)
         return;
+    Dropped all;
+    nlohmann::json ranges = nlohmann::json::array();
+    const std::uint64_t seq = spool_.next_seq();
+    for (Gap& gap : gaps_) {
+        if (gap.told_by != 0)
+            continue;
+        all.add(gap.dropped);
+        ranges.push_back({gap.dropped.first_seq, gap.dropped.last_seq});
+        gap.told_by = seq;
     }
-    reporting_ = true;
-    const Dropped report = std::exchange(unreported_, {});
+    if (all.empty())
+        return;
+    telling_ = true;
     record(nats::make_event("events_dropped",
-        {{"count", report.count}, {"first_seq", report.first_seq}, {"last_seq", report.last_seq},
-            {"from", util::rfc3339(report.first_time)}, {"to", util::rfc3339(report.last_time)},
+        {{"count", all.count}, {"first_seq", all.first_seq}, {"last_seq", all.last_seq}, {"ranges", ranges},
+            {"from", util::rfc3339(all.first_time)}, {"to", util::rfc3339(all.last_time)},
             {"reason", "the spool was full (events.spool_bytes)"}}));
-    reporting_ = false;
+    telling_ = false;
 }
 
 void Delivery::use(std::shared_ptr<nats::Connection> link, std::int64_t max_payload)
@@ -228,13 +248,19 @@ void Delivery::deliver(std::uint64_t seq)
 {
     forget(seq);
     ++state_.acknowledged;
+    std::erase_if(gaps_, [seq](const Gap& gap) { return gap.told_by == seq; });
+    tell_gaps();  // there is room now
 }
 
 void Delivery::drop(const Record& record, const std::string& why)
 {
     ++state_.dropped;
     handlers_.lost(record.subject + " (seq " + std::to_string(record.seq) + ") dropped: " + why);
-    forget(record.seq);
+    const std::uint64_t seq = record.seq;
+    forget(seq);
+    for (Gap& gap : gaps_)
+        if (gap.told_by == seq)
+            gap.told_by = 0;
 }
 
 // The event leaves the spool; the next one may go.

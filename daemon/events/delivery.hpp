@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -79,7 +80,8 @@ private:
     void deliver(std::uint64_t seq);  // acknowledged, or handed to the server in core
     void drop(const Record& record, const std::string& why);
     void forget(std::uint64_t seq);
-    void report_drops(Dropped dropped);
+    void lose(const Dropped& dropped);
+    void tell_gaps();
     void update();  // refresh(), and tell
     void refresh();
 
@@ -99,8 +101,15 @@ private:
     EventSource ack_timer_;
     EventSource retry_timer_;
     EventSource overdue_timer_;
-    Dropped unreported_;  // dropped, not yet told in an events_dropped event
-    bool reporting_ = false;
+    // Events evicted from a full spool, each with the events_dropped event
+    // that tells of it: 0 while none does (yet, or again after that one was
+    // evicted too). A gap is forgotten once its events_dropped is delivered.
+    struct Gap {
+        Dropped dropped;
+        std::uint64_t told_by = 0;
+    };
+    std::deque<Gap> gaps_;
+    bool telling_ = false;
 };
 
 }  // namespace cim::events

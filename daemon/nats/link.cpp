@@ -89,6 +89,8 @@ natsStatus send(natsConnection* connection, const Message& message, const std::s
 {
     const int size = static_cast<int>(message.payload.size());
     const char* reply_to = reply.empty() ? nullptr : reply.c_str();
+    if (message.headers.empty() && !reply_to)
+        return natsConnection_Publish(connection, message.subject.c_str(), message.payload.data(), size);
     if (message.headers.empty())
         return natsConnection_PublishRequest(
             connection, message.subject.c_str(), reply_to, message.payload.data(), size);

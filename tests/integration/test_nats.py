@@ -280,7 +280,8 @@ def test_reconnect_after_server_restart(daemons, notify, tmp_path):
         wait_until(lambda: "reconnected to NATS" in leaf.output(), 10, what="reconnect")
         messages = [m for m in client.messages(6, timeout=5)]
         events = [event(m)["event_type"] for m in messages if ".events." in m.subject]
-        assert events[:3] == ["nats_reconnected", "reloading", "reloaded"]
+        # In the order they happened (their seq): the outage's events, then the reconnect.
+        assert events[:3] == ["reloading", "reloaded", "nats_reconnected"]
         beats = [valid("heartbeat", m.data)["seq"] for m in messages if m.subject.endswith("heartbeat")]
         assert beats and beats[0] > last_seq and beats == list(range(beats[0], beats[0] + len(beats)))
         state = health(client)
@@ -289,22 +290,40 @@ def test_reconnect_after_server_restart(daemons, notify, tmp_path):
     server.stop()
 
 
-def test_events_that_do_not_fit_the_outbox_are_counted(daemons, notify, tmp_path):
+def test_events_that_do_not_fit_the_spool_are_dropped_counted_and_reported(daemons, notify, tmp_path):
     server = NatsServer(tmp_path).start()
-    leaf = start_leaf(daemons, notify, server, nats={"reconnect": {"wait": "100ms", "jitter": "10ms",
-                                                                   "buffer_bytes": 1000}})
+    # A slow reconnect: the test's subscriber is in place before the leaf is back.
+    leaf = start_leaf(daemons, notify, server, events={"delivery": "core", "spool_bytes": 65536},
+                      nats={"reconnect": {"wait": "2s", "jitter": "10ms"}})
     server.kill()
     leaf.wait_for_log("reconnecting")
-    for _ in range(4):  # each reload raises two events of ~400 bytes
+    for _ in range(120):  # each reload raises two events of ~400 bytes
         leaf.signal(signal.SIGHUP)
-        time.sleep(0.1)
-    leaf.wait_for_log("dropped: the outbox already holds")
+        time.sleep(0.005)
+    leaf.wait_for_log("events dropped .*: the spool is full")
     server.start()
     with Client(server.port) as client:
-        wait_until(lambda: "reconnected to NATS" in leaf.output(), 10, what="reconnect")
+        client.subscribe("cim.leaf.leaf-01.events.>")
+        events = []
+        while True:  # until the leaf is back and quiet
+            try:
+                events.append(event(client.next_msg(timeout=4)))
+            except TimeoutError:
+                break
         state = health(client)
-    assert state["checks"]["nats"]["events_dropped"] >= 1
-    assert (state["status"], state["checks"]["nats"]["status"]) == ("degraded", "degraded")
+    # Every event from the third on (started and ready went out before) is
+    # either delivered or inside an events_dropped range.
+    accounted = set()
+    for e in events:
+        accounted.add(e["seq"])
+        if e["event_type"] == "events_dropped":
+            for first, last in e["data"]["ranges"]:
+                accounted.update(range(first, last + 1))
+    assert min(accounted) == 3 and accounted == set(range(3, max(accounted) + 1))
+    reports = [e["data"] for e in events if e["event_type"] == "events_dropped"]
+    assert reports and sum(r["count"] for r in reports) == state["checks"]["events"]["dropped"]
+    assert (state["status"], state["checks"]["events"]["status"]) == ("degraded", "degraded")
+    assert "the spool is full" in state["checks"]["events"]["last_loss"]
     assert leaf.stop() == 0
     server.stop()
 

@@ -115,8 +115,8 @@ def test_an_event_over_max_payload_is_cut_to_fit_and_holds_up_nothing(daemons, n
             leaf.signal(signal.SIGHUP)
             assert [event(m)["event_type"] for m in client.messages(2)] == ["reloading", "reloaded"]
             state = health(client)
-        assert state["checks"]["nats"]["events_truncated"] == 1
-        assert state["checks"]["nats"]["events_dropped"] == 0
+        assert state["checks"]["events"]["truncated"] == 1
+        assert state["checks"]["events"]["dropped"] == 0
         assert "cut from" in leaf.output()
         assert leaf.stop() == 0
     finally:

@@ -222,6 +222,10 @@ class Daemon:
                                                                       "WATCHDOG_PID", "JOURNAL_STREAM")}
         if notify:
             self.env["NOTIFY_SOCKET"] = notify.path
+        # Its own event spool, as systemd's StateDirectory= gives each unit.
+        self.state_directory = self.workdir / f"{name}-state"
+        self.state_directory.mkdir(exist_ok=True)
+        self.env["STATE_DIRECTORY"] = str(self.state_directory)
         self.env.update(env or {})
         self.args = list(args)
         # Run as another user (setpriv drops root): what it needs becomes reachable.
@@ -230,6 +234,8 @@ class Daemon:
             for directory in [self.workdir, *self.workdir.parents]:
                 directory.chmod(directory.stat().st_mode | 0o711)
             self.config_path.chmod(0o644)
+            entry = pwd.getpwnam(user)
+            os.chown(self.state_directory, entry.pw_uid, entry.pw_gid)
             if notify:
                 os.chmod(notify.path, 0o777)
         self.log_path = self.workdir / f"{name}.log"

@@ -1,0 +1,268 @@
+"""Events that are never lost: acknowledged by a real JetStream stream
+(nats-server -js on loopback), spooled on disk until then, re-sent after
+partitions, restarts of either side and SIGKILL. The stream is read back
+with nats.js (tests/js/stream.mjs), an independent client, and every event
+is checked against proto/nats/event.schema.json."""
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from faults import Partition
+from harness import ROOT, NatsServer, leaf_config, wait_until
+from nats_client import Client, NatsError
+from payloads import valid
+
+STREAM = "CIM_LEAF_EVENTS"
+
+
+def jetstream_server(tmp_path, name="nats", extra=""):
+    return NatsServer(tmp_path, name=name, extra=f'jetstream {{ store_dir: "{tmp_path}/js-{name}" }}\n{extra}')
+
+
+def stream_events(server, stream=STREAM, domain=None):
+    """Every event in the stream, in stream order, read by nats.js."""
+    command = ["node", str(ROOT / "tests/js/stream.mjs"), "--server", server.url, "--stream", stream]
+    if domain:
+        command += ["--domain", domain]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    events = []
+    for message in json.loads(result.stdout):
+        event = valid("event", json.dumps(message["data"]).encode())
+        assert message["headers"]["Nats-Msg-Id"] == event["event_id"]
+        assert message["subject"].endswith(".events." + event["event_type"])
+        events.append(event)
+    return events
+
+
+def assert_complete(events, first=1):
+    """Exactly once each (by event_id), in seq order, no gap from `first` on."""
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)), "an event is in the stream twice"
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(first, first + len(seqs))), seqs
+
+
+def start_leaf(daemons, notify, server_url, name=None, **sections):
+    """A leaf on `server_url`, once READY; `name` again is a restart (the same spool)."""
+    after = len(notify.snapshot())
+    config = leaf_config(None, **sections)
+    config["nats"]["servers"] = [server_url]
+    leaf = daemons(config, notify=notify, **({"name": name} if name else {})).start()
+    notify.wait_for("READY", "1", timeout=10, after=after)
+    return leaf
+
+
+def health(client):
+    return valid("health", client.request("cim.leaf.leaf-01.health").data)
+
+
+def wait_acknowledged(server, pending=0, timeout=15):
+    def done():
+        try:
+            with Client(server.port) as client:
+                events = health(client)["checks"]["events"]
+        except (NatsError, TimeoutError, OSError):
+            return False  # the leaf is not back yet
+        return events["delivery"] == "jetstream" and events["pending"] == pending
+    wait_until(done, timeout, interval=0.1, what=f"{pending} events pending")
+
+
+def reloads(leaf, count, pause=0.05):
+    for _ in range(count):
+        leaf.signal(signal.SIGHUP)
+        time.sleep(pause)
+
+
+def test_events_are_acknowledged_by_the_stream_the_daemon_creates(daemons, notify, tmp_path):
+    server = jetstream_server(tmp_path).start()
+    try:
+        leaf = start_leaf(daemons, notify, server.url)
+        reloads(leaf, 2)
+        wait_acknowledged(server)
+        with Client(server.port) as client:
+            events_check = health(client)["checks"]["events"]
+        assert (events_check["stream"], events_check["durable"], events_check["status"]) == (STREAM, True, "ok")
+        assert events_check["acknowledged"] == 6
+        events = stream_events(server)
+        assert [e["event_type"] for e in events] == ["started", "ready"] + ["reloading", "reloaded"] * 2
+        assert_complete(events)
+        assert leaf.stop() == 0
+        assert stream_events(server)[-1]["event_type"] == "stopping"  # acknowledged before the exit
+    finally:
+        server.stop()
+
+
+def test_a_partition_without_reset_loses_nothing(daemons, notify, tmp_path):
+    """A proxy that stops forwarding (no RST): nats.c sees nothing for ~30 s;
+    what was sent in the meantime is re-sent until the stream has it."""
+    server = jetstream_server(tmp_path).start()
+    partition = Partition(server)
+    try:
+        leaf = start_leaf(daemons, notify, partition.url)
+        wait_acknowledged(server)
+        partition.cut()
+        reloads(leaf, 4)  # 8 events into the void
+        time.sleep(1)
+        partition.heal()
+        wait_acknowledged(server, timeout=20)
+        events = stream_events(server)
+        assert [e["event_type"] for e in events] == ["started", "ready"] + ["reloading", "reloaded"] * 4
+        assert_complete(events)
+        assert leaf.stop() == 0
+    finally:
+        partition.close()
+        server.stop()
+
+
+def test_sigkill_while_the_server_is_down_loses_nothing(daemons, notify, tmp_path):
+    server = jetstream_server(tmp_path).start()
+    try:
+        leaf = start_leaf(daemons, notify, server.url)
+        wait_acknowledged(server)
+        server.stop()
+        leaf.wait_for_log("reconnecting")
+        reloads(leaf, 3)
+        leaf.wait_for_log("configuration reloaded")
+        time.sleep(0.2)
+        leaf.proc.kill()  # no stop, no drain: only the spool has them
+        leaf.wait()
+        server.start()
+        again = start_leaf(daemons, notify, server.url, name="leaf0")  # same state directory
+        assert "events from the last run to send" in again.output()
+        wait_acknowledged(server)
+        events = stream_events(server)
+        assert [e["event_type"] for e in events] == (["started", "ready"] + ["reloading", "reloaded"] * 3 +
+                                                      ["started", "ready"])
+        assert_complete(events)
+        assert again.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_a_server_restart_under_load_loses_nothing(daemons, notify, tmp_path):
+    server = jetstream_server(tmp_path).start()
+    try:
+        leaf = start_leaf(daemons, notify, server.url)
+        for round in range(3):
+            reloads(leaf, 10, pause=0.02)
+            server.kill()  # its store is on disk
+            reloads(leaf, 10, pause=0.02)
+            server.start()
+        reloads(leaf, 5, pause=0.02)
+        wait_acknowledged(server, timeout=30)
+        events = stream_events(server)
+        assert sum(e["event_type"] == "reloaded" for e in events) == 65
+        assert_complete(events)
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_a_full_spool_is_reported_in_the_stream(daemons, notify, tmp_path):
+    server = jetstream_server(tmp_path).start()
+    try:
+        leaf = start_leaf(daemons, notify, server.url, events={"spool_bytes": 65536})
+        wait_acknowledged(server)
+        server.stop()
+        leaf.wait_for_log("reconnecting")
+        reloads(leaf, 120, pause=0.005)
+        leaf.wait_for_log("the spool is full")
+        server.start()
+        wait_acknowledged(server, timeout=30)
+        events = stream_events(server)
+        accounted = set()
+        for e in events:
+            accounted.add(e["seq"])
+            if e["event_type"] == "events_dropped":
+                for first, last in e["data"]["ranges"]:
+                    accounted.update(range(first, last + 1))
+        assert accounted == set(range(1, max(accounted) + 1)), "a gap nobody reported"
+        with Client(server.port) as client:
+            state = health(client)
+        dropped = sum(e["data"]["count"] for e in events if e["event_type"] == "events_dropped")
+        assert dropped == state["checks"]["events"]["dropped"] > 0
+        assert state["checks"]["events"]["status"] == "degraded"  # for a while after the loss
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_a_truncated_spool_is_recovered_and_reported(daemons, notify, tmp_path):
+    server = jetstream_server(tmp_path).start()
+    try:
+        server.stop()
+        leaf = daemons(leaf_config(server), notify=notify).start()  # never connects: events stay spooled
+        leaf.wait_for_log("starting")
+        reloads(leaf, 3)
+        leaf.wait_for_log("configuration reloaded")
+        time.sleep(0.2)
+        assert leaf.stop() == 0
+        spool = leaf.state_directory / "events.spool"
+        size = spool.stat().st_size
+        with open(spool, "r+b") as f:
+            f.truncate(size - 100)  # power lost in the middle of the last record
+        server.start()
+        again = start_leaf(daemons, notify, server.url, name="leaf0")
+        again.wait_for_log(r"event spool .*: kept \d+ events; cut \d+ bytes at offset \d+")
+        wait_acknowledged(server)
+        events = stream_events(server)
+        assert [e["event_type"] for e in events][:2] == ["started", "reloading"]
+        assert_complete(events)  # what was cut is the last one: no gap before it
+        assert again.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_a_stream_that_does_not_capture_the_events_is_an_error_not_a_fall_back(daemons, notify, tmp_path):
+    server = jetstream_server(tmp_path).start()
+    try:
+        with Client(server.port) as client:
+            reply = client.request(f"$JS.API.STREAM.CREATE.{STREAM}",
+                                   json.dumps({"name": STREAM, "subjects": ["elsewhere.>"]}).encode())
+            assert "error" not in json.loads(reply.data)
+        leaf = start_leaf(daemons, notify, server.url)
+        leaf.wait_for_log(f"events are not delivered: stream {STREAM} does not capture cim.leaf.leaf-01.events.>")
+        with Client(server.port) as client:
+            state = health(client)
+        events_check = state["checks"]["events"]
+        assert events_check["delivery"] == "waiting" and events_check["pending"] == 2
+        assert "does not capture" in events_check["problem"]
+        assert state["status"] == "degraded"
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_delivery_jetstream_on_a_server_without_it_waits_and_says_so(daemons, notify, nats_server):
+    leaf = start_leaf(daemons, notify, nats_server.url, events={"delivery": "jetstream"})
+    leaf.wait_for_log("events are not delivered: JetStream is not available")
+    with Client(nats_server.port) as client:
+        events_check = health(client)["checks"]["events"]
+    assert events_check["pending"] == 2 and events_check["status"] == "degraded"
+    assert leaf.stop() == 0
+
+
+@pytest.mark.parametrize("delivery", ["auto", "core"])
+def test_core_delivery_is_plain_publishes_and_not_durable(daemons, notify, nats_server, delivery):
+    with Client(nats_server.port) as client:
+        client.subscribe("cim.leaf.leaf-01.events.>")
+        start_leaf(daemons, notify, nats_server.url, events={"delivery": delivery})
+        events = [valid("event", m.data) for m in client.messages(2)]
+        assert [e["seq"] for e in events] == [1, 2]
+        events_check = health(client)["checks"]["events"]
+    assert (events_check["delivery"], events_check["durable"], events_check["status"]) == ("core", False, "ok")
+
+
+def test_a_stream_in_another_jetstream_domain(daemons, notify, tmp_path):
+    server = NatsServer(tmp_path, extra=f'jetstream {{ store_dir: "{tmp_path}/js", domain: leafdomain }}').start()
+    try:
+        leaf = start_leaf(daemons, notify, server.url, events={"stream": {"domain": "leafdomain"}})
+        wait_acknowledged(server)
+        assert_complete(stream_events(server, domain="leafdomain"))
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
