@@ -141,6 +141,33 @@ def test_properties_changed_follows_the_nats_connection(ready_leaf, session_bus,
     assert "HeartbeatsSent" not in output  # annotated EmitsChangedSignal=false
 
 
+def test_events_pending_and_dropped_on_dbus(daemons, notify, session_bus, nats_server):
+    leaf = on_bus(daemons, notify, session_bus, nats_server, events={"delivery": "core"})
+    notify.wait_for("READY", "1", timeout=10)
+    assert (prop(session_bus, "EventsPending"), prop(session_bus, "EventsDropped")) == ("t 0", "t 0")
+    monitor = subprocess.Popen(["dbus-monitor", "--address", session_bus.address,
+                                f"type='signal',interface='org.freedesktop.DBus.Properties',path='{PATH}'"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # dbus-monitor has no readiness signal
+        nats_server.kill()
+        wait_until(lambda: prop(session_bus, "State") == 's "reconnecting"', 10, what="reconnecting")
+        leaf.signal(signal.SIGHUP)  # reloading, reloaded: kept in the spool
+        wait_until(lambda: prop(session_bus, "EventsPending") == "t 2", 10, what="two events pending")
+        nats_server.start()
+        wait_until(lambda: prop(session_bus, "EventsPending") == "t 0", 10, what="the events delivered")
+    finally:
+        monitor.send_signal(signal.SIGTERM)
+        output = monitor.communicate(timeout=5)[0]
+    changes = output.split("member=PropertiesChanged")
+    assert any('"EventsPending"' in c and "uint64 2" in c for c in changes)
+    assert any('"EventsPending"' in c and "uint64 0" in c for c in changes)
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": session_bus.address}
+    human = subprocess.run([str(BIN), "status", "--bus", "session"], env=env, capture_output=True, text=True)
+    assert "  Events:     core (not durable), 0 pending, 0 dropped\n" in human.stdout, human.stdout
+    assert leaf.stop() == 0
+
+
 def test_name_already_owned_is_a_clear_error(daemons, notify, session_bus, ready_leaf):
     second = on_bus(daemons, notify, session_bus)
     assert second.wait(5) == 1
@@ -252,7 +279,7 @@ def test_status_command(ready_leaf, session_bus, tmp_path):
     assert human.returncode == 0, human.stderr
     assert human.stdout.startswith("cim-leaf leaf-01 (")
     assert ": connected, ok" in human.stdout
-    for field in ("NATS:", "Uptime:", "Heartbeats:", "Last error: none"):
+    for field in ("NATS:", "Events:", "Uptime:", "Heartbeats:", "Last error: none"):
         assert field in human.stdout
     as_json = subprocess.run([str(BIN), "status", "--bus", "session", "--json"], env=env, capture_output=True,
                              text=True)
