@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <vector>
 #include <cstdint>
 
 #include "util/ids.hpp"
@@ -16,6 +17,7 @@ constexpr std::array<const char*, 3> severities{"ok", "degraded", "failing"};
 struct Check {
     int severity;  // index into severities
     nlohmann::json detail;
+    const char* word = nullptr;  // the check's own status word, where severities has none for it
 };
 
 // A recent loss as health shows it: why, and until when it makes the check degraded.
@@ -51,6 +53,21 @@ Check events_check(const LiveState& live, std::chrono::system_clock::time_point 
     return {trouble ? 1 : 0, std::move(detail)};
 }
 
+// `unknown` (the endpoint did not answer, or not as /leafz does) counts as
+// degraded: nobody can vouch for the uplink then.
+Check uplink_check(const LiveState& live)
+{
+    const UplinkState& uplink = live.uplink;
+    nlohmann::json remotes = nlohmann::json::array();
+    for (const auto& [url, rtt] : uplink.remotes)
+        remotes.push_back({{"url", url}, {"rtt", rtt}});
+    return {uplink.state == "up" ? 0 : 1,
+        {{"state", uplink.state}, {"connected", uplink.state == "up"}, {"remotes", std::move(remotes)},
+            {"since", uplink.since == std::chrono::system_clock::time_point{} ? "" : util::rfc3339(uplink.since)},
+            {"reason", uplink.reason}},
+        uplink.state == "unknown" ? "unknown" : nullptr};
+}
+
 Check dbus_check(const LiveState& live)
 {
     const bool disabled = live.bus == config::Bus::none;
@@ -72,14 +89,20 @@ Check config_check(const LiveState& live)
     return {live.last_reload_failed ? 1 : 0, {{"last_reload_failed", live.last_reload_failed}}};
 }
 
-using Checks = std::array<std::pair<const char*, Check>, 5>;
+using Checks = std::vector<std::pair<const char*, Check>>;
 
 // `now` only dates details; no severity depends on it, so a status changes
-// only with a change of the live state.
+// only with a change of the live state. The uplink is a check only where it
+// is watched.
 Checks all_checks(const LiveState& live, std::chrono::system_clock::time_point now = {})
 {
-    return {{{"nats", nats_check(live)}, {"events", events_check(live, now)}, {"dbus", dbus_check(live)},
-        {"systemd", systemd_check(live)}, {"config", config_check(live)}}};
+    Checks checks{{"nats", nats_check(live)}, {"events", events_check(live, now)}};
+    if (live.uplink.watched)
+        checks.emplace_back("uplink", uplink_check(live));
+    checks.emplace_back("dbus", dbus_check(live));
+    checks.emplace_back("systemd", systemd_check(live));
+    checks.emplace_back("config", config_check(live));
+    return checks;
 }
 
 int worst_severity(const Checks& checks)
@@ -104,7 +127,7 @@ nlohmann::json health_json(
     nlohmann::json checks = nlohmann::json::object();
     for (const auto& [name, check] : all) {
         nlohmann::json entry = check.detail;
-        entry["status"] = severities[static_cast<std::size_t>(check.severity)];
+        entry["status"] = check.word ? check.word : severities[static_cast<std::size_t>(check.severity)];
         checks[name] = std::move(entry);
     }
     return {
@@ -122,6 +145,22 @@ nlohmann::json health_json(
     };
 }
 
+namespace {
+
+// "; uplink down since 2026-11-30T05:31:36.123Z", or nothing while it is up
+// (or not watched): what an operator must see in systemctl status.
+std::string uplink_words(const LiveState& live)
+{
+    const UplinkState& uplink = live.uplink;
+    if (!uplink.watched || uplink.state == "up")
+        return {};
+    if (uplink.state == "down")
+        return "; uplink to the hub down since " + util::rfc3339(uplink.since);
+    return "; uplink unknown (" + uplink.reason + ")";
+}
+
+}  // namespace
+
 std::string status_text(const LiveState& live)
 {
     switch (live.state) {
@@ -131,9 +170,11 @@ std::string status_text(const LiveState& live)
         return "Connecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
     case State::connected:
         return "Connected to " + live.nats_server + ", " + std::to_string(live.heartbeats_sent) + " heartbeats sent" +
+            uplink_words(live) +
             (live.events.problem.empty() ? std::string() : "; events not delivered: " + live.events.problem);
     case State::reconnecting:
-        return "Reconnecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
+        return "Reconnecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")") +
+            uplink_words(live);
     case State::reloading:
         return "Reloading configuration";
     case State::stopping:

@@ -10,6 +10,7 @@
 #include "config/load.hpp"
 #include "health.hpp"
 #include "log.hpp"
+#include "util/ids.hpp"
 #include "util/json.hpp"
 #include "version.hpp"
 
@@ -129,6 +130,7 @@ void Leaf::serve()
         live_.events = delivery_.state();
     }
     delivery_.start();
+    watch_uplink();
     spdlog::info(
         "cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id, join(config_.nats.servers));
     emit(nats::make_event("started", {{"version", version_string}}));
@@ -255,6 +257,59 @@ std::string Leaf::heartbeat_subject() const
     return config_.subjects.prefix + "." + config_.node.id + ".heartbeat";
 }
 
+// Watches the local server's uplink to the hub, when there is a monitoring
+// endpoint to ask (uplink.monitor_url).
+void Leaf::watch_uplink()
+{
+    uplink_.reset();
+    const Change change(*this);
+    live_.uplink = {};
+    live_.uplink.watched = !config_.uplink.monitor_url.empty();
+    uplink_known_.clear();
+    if (live_.uplink.watched)
+        uplink_ = std::make_unique<uplink::Monitor>(loop_, config_.uplink.monitor_url, config_.uplink.interval,
+            [this](const uplink::Monitor::Result& result) { on_uplink(result); });
+}
+
+void Leaf::on_uplink(const uplink::Monitor::Result& result)
+{
+    const Change change(*this);
+    UplinkState& uplink = live_.uplink;
+    const auto* remotes = std::get_if<uplink::Remotes>(&result);
+    if (!remotes) {
+        if (uplink.state != "unknown" || uplink.reason != std::get<std::string>(result))
+            spdlog::warn("the uplink's state is unknown: {}", std::get<std::string>(result));
+        uplink.state = "unknown";
+        uplink.reason = std::get<std::string>(result);
+        return;  // `since` stays: the last state that was known
+    }
+    const auto previous = uplink.remotes;
+    uplink.remotes.clear();
+    for (const auto& remote : *remotes)
+        uplink.remotes.emplace_back(remote.url, remote.rtt);
+    uplink.reason.clear();
+    uplink.state = remotes->empty() ? "down" : "up";
+    if (uplink.state == uplink_known_)
+        return;
+    const auto now = std::chrono::system_clock::now();
+    if (uplink_known_ == "up") {
+        nlohmann::json was = nlohmann::json::array();
+        for (const auto& [url, rtt] : previous)
+            was.push_back(url);
+        spdlog::warn("the uplink to the hub is down (was {})", was.dump());
+        emit(nats::make_event("uplink_lost", {{"remotes", was}, {"up_since", util::rfc3339(uplink.since)}}));
+    } else if (uplink_known_ == "down") {
+        spdlog::info("the uplink to the hub is up again: {}", uplink.remotes.front().first);
+        emit(nats::make_event("uplink_restored",
+            {{"remote", uplink.remotes.front().first},
+                {"down_s", std::chrono::duration_cast<std::chrono::seconds>(now - uplink.since).count()}}));
+    } else {
+        spdlog::info("the uplink to the hub is {}", uplink.state);
+    }
+    uplink_known_ = uplink.state;
+    uplink.since = now;
+}
+
 void Leaf::beat()
 {
     if (!live_.nats_connected)
@@ -340,6 +395,7 @@ std::optional<std::string> Leaf::reload()
     std::optional<std::string> error;
     if (errors.empty()) {
         config::Config next = std::move(*loaded.config);
+        const config::UplinkConfig uplink_settings = config_.uplink;
         // A rotated secret file counts as a change too.
         const bool relink = link_settings_differ(config_, next) || *loaded.auth != auth_;
         if (next.heartbeat.interval != config_.heartbeat.interval)
@@ -362,6 +418,8 @@ std::optional<std::string> Leaf::reload()
             start_link();
         }
         delivery_.reconfigure(config_);
+        if (config_.uplink != uplink_settings)
+            watch_uplink();
         spdlog::info("configuration reloaded");
         emit(nats::make_event("reloaded", {{"config", options_.config_path}}, &reloading));
     } else {

@@ -19,6 +19,7 @@
 #include "nats/connection.hpp"
 #include "nats/payloads.hpp"
 #include "notify.hpp"
+#include "uplink/monitor.hpp"
 
 namespace cim {
 
@@ -86,6 +87,9 @@ private:
     void on_error(const std::string& error);
     void on_refused(const std::string& subject, const std::string& why);
 
+    void watch_uplink();
+    void on_uplink(const uplink::Monitor::Result& result);
+
     void beat();
     void emit(const nats::Event& event);
     void record_loss(Loss LiveState::*loss, const std::string& why);  // within a Change
@@ -116,6 +120,8 @@ private:
 
     std::shared_ptr<nats::Connection> link_;
     events::Delivery delivery_;
+    std::unique_ptr<uplink::Monitor> uplink_;
+    std::string uplink_known_;  // the last "up" or "down" seen
     std::unique_ptr<dbus::Connection> bus_;
 
     int changes_ = 0;  // Changes in scope

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "config/config.hpp"
 #include "state.hpp"
@@ -34,6 +36,15 @@ struct EventsState {
     std::string problem;  // why events are not delivered (or not durable), in words; empty when none
 };
 
+// The local nats-server's uplink to the hub (uplink.monitor_url).
+struct UplinkState {
+    bool watched = false;
+    std::string state = "unknown";  // "up", "down", or "unknown" (the endpoint did not say)
+    std::vector<std::pair<std::string, std::string>> remotes;  // the hub's URL, and the RTT to it
+    std::chrono::system_clock::time_point since;  // in this state since; unknown keeps the last up/down time
+    std::string reason;  // why unknown
+};
+
 // Everything the daemon reports about itself: the one source for heartbeats,
 // health replies (NATS and D-Bus), D-Bus properties and systemd STATUS=.
 struct LiveState {
@@ -53,6 +64,8 @@ struct LiveState {
 
     EventsState events;
     Loss event_loss;
+
+    UplinkState uplink;
 
     config::Bus bus = config::Bus::none;
     bool dbus_name_owned = false;

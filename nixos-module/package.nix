@@ -14,6 +14,7 @@
 , nlohmann_json
 , doctest
 , openssl
+, curl
 }:
 
 let
@@ -70,6 +71,8 @@ stdenv.mkDerivation {
     doctest
     # libcrypto's Ed25519 derives an NKey seed's public key.
     openssl
+    # libcurl asks the local nats-server's /leafz (the uplink check).
+    curl
   ];
 
   # The unit tests are part of the package check: a missing doctest must

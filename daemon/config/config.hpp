@@ -90,6 +90,12 @@ struct EventsConfig {
     bool operator==(const EventsConfig&) const = default;
 };
 
+struct UplinkConfig {
+    std::string monitor_url;  // empty: not watched
+    Duration interval{};
+    bool operator==(const UplinkConfig&) const = default;
+};
+
 struct LogConfig {
     std::string level;
     bool operator==(const LogConfig&) const = default;
@@ -103,6 +109,7 @@ struct Config {
     DbusConfig dbus;
     SystemdConfig systemd;
     EventsConfig events;
+    UplinkConfig uplink;
     LogConfig log;
     bool operator==(const Config&) const = default;
 };

@@ -68,6 +68,13 @@ constexpr const char* server_pattern =
 constexpr const char* name_pattern = R"(^([!#-[^-~]|[][]|[\]])+$)";
 constexpr const char* user_pattern = R"(^([ !#-[^-~]|[][]|[\]])+$)";
 
+// The monitoring endpoint of the local server: http:// to the loopback
+// (127.x.y.z, localhost or [::1]), an optional port, nothing after it. The
+// closing bracket of [::1] is written as in server_pattern, for all dialects.
+constexpr const char* monitor_pattern =
+    R"(^http://(127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|localhost|\[::1([][]|[\]])))"
+    R"((:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?/?$)";
+
 // A NATS subject token: no dots, wildcards or white space.
 constexpr const char* token_pattern = R"(^[A-Za-z0-9_-]+$)";
 
@@ -291,6 +298,27 @@ Field build()
                         .minimum = 65536,
                         .maximum = 1 << 30,
                         .store = into<std::int64_t>(CIM_MEMBER(events.spool_bytes))},
+                }),
+            object("uplink",
+                "The uplink of the local nats-server to the hub (a NATS leaf node), watched through its "
+                "monitoring endpoint's /leafz.",
+                {
+                    Field{.name = "monitor_url",
+                        .kind = Kind::string,
+                        .description = "The local nats-server's monitoring endpoint (its http setting), on the "
+                                       "loopback only.",
+                        .default_note = "the uplink is not watched",
+                        .pattern = monitor_pattern,
+                        .pattern_hint = "a loopback URL like http://127.0.0.1:8222",
+                        .max_length = url_length,
+                        .store = into<std::string>(CIM_MEMBER(uplink.monitor_url))},
+                    Field{.name = "interval",
+                        .kind = Kind::duration,
+                        .description = "How often to ask /leafz; an answer may take this long, 2s at most.",
+                        .default_value = "5s",
+                        .minimum = 100,
+                        .maximum = hour_ms,
+                        .store = into<Duration>(CIM_MEMBER(uplink.interval))},
                 }),
             object("log", "Logging.",
                 {

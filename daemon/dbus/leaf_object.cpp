@@ -43,6 +43,8 @@ std::vector<std::string> LeafObject::changed_properties(const LiveState& before,
         names.emplace_back("EventsPending");
     if (before.events.dropped != after.events.dropped)
         names.emplace_back("EventsDropped");
+    if ((before.uplink.state == "up") != (after.uplink.state == "up"))
+        names.emplace_back("UplinkConnected");
     return names;
 }
 
@@ -123,6 +125,11 @@ uint64_t LeafObject::EventsPending()
 uint64_t LeafObject::EventsDropped()
 {
     return control_.live().events.dropped;
+}
+
+bool LeafObject::UplinkConnected()
+{
+    return control_.live().uplink.state == "up";
 }
 
 std::string LeafObject::LastError()

@@ -40,6 +40,7 @@ private:
     std::string LastError() override;
     uint64_t EventsPending() override;
     uint64_t EventsDropped() override;
+    bool UplinkConnected() override;
 
     Control& control_;
     bool emit_failure_logged_ = false;

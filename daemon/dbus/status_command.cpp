@@ -48,6 +48,20 @@ std::string events_words(const nlohmann::json& events)
     return out;
 }
 
+// "up to nats-leaf://10.0.0.1:7422 (rtt 1.2ms) since 2026-11-30T05:31:36.123Z"
+std::string uplink_words(const nlohmann::json& uplink)
+{
+    const std::string state = uplink.value("state", "?");
+    std::string out = state;
+    if (state == "unknown")
+        return out + " (" + uplink.value("reason", "") + ")";
+    for (const auto& remote : uplink.value("remotes", nlohmann::json::array()))
+        out += " to " + remote.value("url", "?") + " (rtt " + remote.value("rtt", "?") + ")";
+    if (const std::string since = uplink.value("since", ""); !since.empty())
+        out += " since " + since;
+    return out;
+}
+
 void print_summary(const nlohmann::json& health)
 {
     const auto checks = health.value("checks", nlohmann::json::object());
@@ -59,6 +73,7 @@ void print_summary(const nlohmann::json& health)
               << "  NATS:       " << (server.empty() ? "not connected" : server) << ", " << nats.value("reconnects", 0)
               << " reconnects\n"
               << "  Events:     " << events_words(checks.value("events", nlohmann::json::object())) << "\n"
+              << (checks.contains("uplink") ? "  Uplink:     " + uplink_words(checks["uplink"]) + "\n" : "")
               << "  Uptime:     " << duration_words(health.value("uptime_s", std::int64_t{0})) << "\n"
               << "  Heartbeats: " << health.value("heartbeats_sent", std::uint64_t{0}) << " sent, "
               << nats.value("heartbeats_refused", std::uint64_t{0}) << " refused\n"
