@@ -140,6 +140,8 @@ nlohmann::json health_json(
         {"uptime_s", uptime_seconds(live, now_steady)},
         {"started", util::rfc3339(live.started_at)},
         {"heartbeats_sent", live.heartbeats_sent},
+        {"last_heartbeat",
+            live.last_heartbeat == std::chrono::system_clock::time_point{} ? "" : util::rfc3339(live.last_heartbeat)},
         {"last_error", live.last_error},
         {"checks", std::move(checks)},
     };

@@ -325,6 +325,7 @@ void Leaf::beat()
     ++seq_;  // a refused beat leaves a gap in seq, as it should
     if (published) {
         ++live_.heartbeats_sent;
+        live_.last_heartbeat = std::chrono::system_clock::now();
         spdlog::debug("heartbeat {} sent on {}", seq_, message.subject);
     } else {
         ++live_.heartbeats_refused;

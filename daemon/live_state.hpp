@@ -59,6 +59,7 @@ struct LiveState {
     std::uint32_t reconnects = 0;
 
     std::uint64_t heartbeats_sent = 0;  // accepted by the server
+    std::chrono::system_clock::time_point last_heartbeat;  // when the latest went out; epoch before the first
     std::uint64_t heartbeats_refused = 0;  // too big for the server, or not permitted
     Loss heartbeat_loss;
 

@@ -163,6 +163,18 @@
         description = "Bytes of events kept until acknowledged, on disk under the state directory (\$STATE_DIRECTORY, /var/lib/cim-leaf). When full, the oldest are dropped and an events_dropped event records the gap.";
       };
     };
+    uplink = {
+      monitor_url = lib.mkOption {
+        type = lib.types.nullOr (lib.types.strMatching "^http://(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|localhost|\\[::1([][]|[\\]]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?/?\$");
+        default = null;
+        description = "The local nats-server's monitoring endpoint (its http setting), on the loopback only. Unset: the uplink is not watched.";
+      };
+      interval = lib.mkOption {
+        type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+        default = "5s";
+        description = "How often to ask /leafz; an answer may take this long, 2s at most. A duration like 500ms, 5s, 2m or 1h, from 100ms to 1h.";
+      };
+    };
     log = {
       level = lib.mkOption {
         type = lib.types.enum [ "trace" "debug" "info" "warn" "error" ];
