@@ -22,7 +22,6 @@ struct Monitor::Curl {
     CURLcode global = curl_global_init(CURL_GLOBAL_DEFAULT);
     CURLM* multi = curl_multi_init();
     CURL* easy = curl_easy_init();
-    char error[CURL_ERROR_SIZE] = {};
 
     Curl()
     {
@@ -59,7 +58,8 @@ Monitor::Monitor(EventLoop& loop, const std::string& url, std::chrono::milliseco
         const std::uint32_t events =
             (what & CURL_POLL_IN ? std::uint32_t{EPOLLIN} : 0) | (what & CURL_POLL_OUT ? std::uint32_t{EPOLLOUT} : 0);
         monitor->sockets_.emplace(socket, monitor->loop_.on_fd(socket, events, [monitor, socket](std::uint32_t got) {
-            monitor->act(socket, (got & EPOLLIN ? CURL_CSELECT_IN : 0) | (got & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+            monitor->act(socket,
+                (got & EPOLLIN ? CURL_CSELECT_IN : 0) | (got & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                     (got & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0));
         }));
         return 0;
@@ -94,7 +94,6 @@ Monitor::Monitor(EventLoop& loop, const std::string& url, std::chrono::milliseco
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(bound(interval_).count()));
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, +on_data);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, this);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_->error);
     poll_timer_ = loop_.every(interval_, [this] { ask(); });
     ask();
 }
@@ -113,7 +112,6 @@ void Monitor::ask()
         return;  // the last question is still out (within its bound)
     asking_ = true;
     body_.clear();
-    curl_->error[0] = '\0';
     curl_multi_add_handle(curl_->multi, curl_->easy);
 }
 
@@ -138,8 +136,8 @@ void Monitor::finish()
         Result result;
         if (code == CURLE_OPERATION_TIMEDOUT)
             result = "no answer from " + url_ + " within " + std::to_string(bound(interval_).count()) + " ms";
-        else if (code != CURLE_OK)
-            result = url_ + ": " + (curl_->error[0] ? curl_->error : curl_easy_strerror(code));
+        else if (code != CURLE_OK)  // libcurl's words for the code: the same each time, so logged once
+            result = url_ + ": " + curl_easy_strerror(code);
         else if (status != 200)
             result = url_ + "/leafz answered HTTP " + std::to_string(status);
         else if (auto parsed = parse_leafz(body_); std::holds_alternative<std::string>(parsed))
