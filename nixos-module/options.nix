@@ -75,14 +75,14 @@
       };
       reconnect = {
         wait = lib.mkOption {
-          type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+          type = lib.types.strMatching "^[0-9]+(ms|s|m|h|d)\$";
           default = "2s";
-          description = "Pause between reconnect attempts to the same server. A duration like 500ms, 5s, 2m or 1h, from 10ms to 1h.";
+          description = "Pause between reconnect attempts to the same server. A duration like 500ms, 5s, 2m, 1h or 30d, from 10ms to 1h.";
         };
         jitter = lib.mkOption {
-          type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+          type = lib.types.strMatching "^[0-9]+(ms|s|m|h|d)\$";
           default = "500ms";
-          description = "Random extra pause, so a fleet does not reconnect in lock-step. A duration like 500ms, 5s, 2m or 1h, from 0ms to 1h.";
+          description = "Random extra pause, so a fleet does not reconnect in lock-step. A duration like 500ms, 5s, 2m, 1h or 30d, from 0ms to 1h.";
         };
       };
     };
@@ -95,9 +95,9 @@
     };
     heartbeat = {
       interval = lib.mkOption {
-        type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+        type = lib.types.strMatching "^[0-9]+(ms|s|m|h|d)\$";
         default = "5s";
-        description = "Time between two heartbeats. A duration like 500ms, 5s, 2m or 1h, from 100ms to 1h.";
+        description = "Time between two heartbeats. A duration like 500ms, 5s, 2m, 1h or 30d, from 100ms to 1h.";
       };
     };
     dbus = {
@@ -137,9 +137,9 @@
           description = "Whether the daemon may create the stream when it is missing.";
         };
         max_age = lib.mkOption {
-          type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+          type = lib.types.strMatching "^[0-9]+(ms|s|m|h|d)\$";
           default = "30d";
-          description = "How long a stream the daemon creates keeps events; 0s: until max_bytes. A duration like 500ms, 5s, 2m or 1h, from 0ms to 3650d.";
+          description = "How long a stream the daemon creates keeps events; 0s: until max_bytes. A duration like 500ms, 5s, 2m, 1h or 30d, from 0ms to 3650d.";
         };
         max_bytes = lib.mkOption {
           type = lib.types.ints.between 1048576 1099511627776;
@@ -147,9 +147,9 @@
           description = "Size of a stream the daemon creates; the oldest events go first.";
         };
         duplicate_window = lib.mkOption {
-          type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+          type = lib.types.strMatching "^[0-9]+(ms|s|m|h|d)\$";
           default = "2h";
-          description = "How long a stream the daemon creates remembers event ids, so that a re-sent event is stored once. A duration like 500ms, 5s, 2m or 1h, from 1s to 7d.";
+          description = "How long a stream the daemon creates remembers event ids, so that a re-sent event is stored once. A duration like 500ms, 5s, 2m, 1h or 30d, from 1s to 7d.";
         };
         domain = lib.mkOption {
           type = lib.types.nullOr (lib.types.strMatching "^[A-Za-z0-9_-]+\$");
@@ -170,9 +170,9 @@
         description = "The local nats-server's monitoring endpoint (its http setting), on the loopback only. Unset: the uplink is not watched.";
       };
       interval = lib.mkOption {
-        type = lib.types.strMatching "^[0-9]+(ms|s|m|h)\$";
+        type = lib.types.strMatching "^[0-9]+(ms|s|m|h|d)\$";
         default = "5s";
-        description = "How often to ask /leafz; an answer may take this long, 2s at most. A duration like 500ms, 5s, 2m or 1h, from 100ms to 1h.";
+        description = "How often to ask /leafz; an answer may take this long, 2s at most. A duration like 500ms, 5s, 2m, 1h or 30d, from 100ms to 1h.";
       };
     };
     log = {

@@ -52,4 +52,12 @@ std::string format_duration(Duration d)
     return std::to_string(ms) + "ms";
 }
 
+std::string duration_pattern()
+{
+    std::string suffixes;
+    for (const Unit& unit : units)
+        suffixes += (suffixes.empty() ? "" : "|") + std::string(unit.suffix);
+    return "^[0-9]+(" + suffixes + ")$";
+}
+
 }  // namespace cim::config

@@ -18,4 +18,8 @@ std::optional<Duration> parse_duration(std::string_view text);
 // The shortest exact spelling of `d` in the same grammar ("1500ms", "5s").
 std::string format_duration(Duration d);
 
+// The grammar as a regular expression (ECMAScript and POSIX ERE alike), for
+// the JSON Schema and the NixOS options: made from the same units.
+std::string duration_pattern();
+
 }  // namespace cim::config

@@ -8,14 +8,12 @@ namespace cim::config {
 
 namespace {
 
-constexpr const char* duration_pattern = "^[0-9]+(ms|s|m|h)$";
-
 // The description plus what the schema knows beyond the type, in words.
 std::string full_description(const Field& field)
 {
     std::string text = field.description;
     if (field.kind == Kind::duration)
-        text += " A duration like 500ms, 5s, 2m or 1h, from " + format_duration(Duration{field.minimum}) + " to " +
+        text += " A duration like 500ms, 5s, 2m, 1h or 30d, from " + format_duration(Duration{field.minimum}) + " to " +
             format_duration(Duration{field.maximum}) + ".";
     if (field.default_value.is_null() && !field.default_note.empty())
         text += " Unset: " + field.default_note + ".";
@@ -52,7 +50,7 @@ nlohmann::json json_schema_of(const Field& field)
         break;
     case Kind::duration:
         out["type"] = "string";
-        out["pattern"] = duration_pattern;
+        out["pattern"] = duration_pattern();
         break;
     case Kind::choice:
         out["type"] = "string";
@@ -126,7 +124,7 @@ std::string nix_type(const Field& field)
         type = "lib.types.ints.between " + std::to_string(field.minimum) + " " + std::to_string(field.maximum);
         break;
     case Kind::duration:
-        type = "lib.types.strMatching " + nix_string(duration_pattern);
+        type = "lib.types.strMatching " + nix_string(duration_pattern());
         break;
     case Kind::choice:
         type = "lib.types.enum " + nix_value(field.choices);

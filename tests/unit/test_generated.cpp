@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <functional>
 #include <regex>
 
+#include "config/duration.hpp"
 #include "config/schema.hpp"
 
 using namespace cim::config;
@@ -69,4 +71,53 @@ TEST_CASE("every pattern is valid POSIX ERE too, as Nix's builtins.match reads i
     CHECK(std::regex_match("tls://hub.example:65535", servers));
     CHECK_FALSE(std::regex_match("http://hub:4222", servers));
     CHECK_FALSE(std::regex_match("nats://hub:65536", servers));
+}
+
+namespace {
+
+// Every property of the JSON Schema that has a default, with its path.
+void each_default(const nlohmann::json& schema, const std::string& path,
+    const std::function<void(const std::string&, const nlohmann::json&)>& visit)
+{
+    if (schema.contains("default"))
+        visit(path, schema);
+    if (schema.contains("properties"))
+        for (const auto& [name, member] : schema["properties"].items())
+            each_default(member, path.empty() ? name : path + "." + name, visit);
+}
+
+}  // namespace
+
+TEST_CASE("every default is valid by its own schema: pattern, range and choices")
+{
+    // A NixOS option that refuses its own default fails every system that
+    // imports the module.
+    each_default(json_schema(), "", [](const std::string& path, const nlohmann::json& property) {
+        CAPTURE(path);
+        const auto& value = property["default"];
+        if (property.contains("pattern") && value.is_string())
+            CHECK(std::regex_search(value.get<std::string>(), std::regex(property["pattern"].get<std::string>())));
+        if (property.contains("items") && property["items"].contains("pattern") && value.is_array())
+            for (const auto& item : value)
+                CHECK(std::regex_search(
+                    item.get<std::string>(), std::regex(property["items"]["pattern"].get<std::string>())));
+        if (property.contains("enum"))
+            CHECK(std::find(property["enum"].begin(), property["enum"].end(), value) != property["enum"].end());
+        if (property.contains("minimum") && value.is_number())
+            CHECK(value >= property["minimum"]);
+        if (property.contains("maximum") && value.is_number())
+            CHECK(value <= property["maximum"]);
+    });
+}
+
+TEST_CASE("the duration pattern knows every unit the parser reads")
+{
+    const std::regex pattern(duration_pattern());
+    for (const char* text : {"500ms", "5s", "2m", "1h", "30d"}) {
+        CAPTURE(text);
+        CHECK(std::regex_search(text, pattern));
+        CHECK(parse_duration(text));
+    }
+    CHECK_FALSE(std::regex_search("5w", pattern));
+    CHECK_FALSE(parse_duration("5w"));
 }
