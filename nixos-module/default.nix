@@ -254,7 +254,10 @@ in
         services.cim-leaf.settings.nats.servers is set; set only one of them.
       '';
 
-    # The package's own unit, with a drop-in for what only NixOS knows.
+    # The package's own unit, with a drop-in for what only NixOS knows. Its
+    # StateDirectory=cim-leaf (/var/lib/cim-leaf, 0700: the spool of events
+    # not yet acknowledged by the stream) is created by systemd for whatever
+    # User= runs it, so no tmpfiles rule is needed here.
     systemd.packages = [ cfg.package ];
 
     systemd.services.cim-leaf = {

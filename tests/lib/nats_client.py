@@ -121,9 +121,14 @@ class Client:
         self.flush()
         return sid
 
-    def publish(self, subject, data=b"", reply=""):
+    def publish(self, subject, data=b"", reply="", headers=None):
         data = data if isinstance(data, bytes) else data.encode()
-        self.sock.sendall(f"PUB {subject} {reply} {len(data)}\r\n".encode().replace(b"  ", b" ") + data + b"\r\n")
+        if not headers:
+            self.sock.sendall(f"PUB {subject} {reply} {len(data)}\r\n".encode().replace(b"  ", b" ") + data + b"\r\n")
+            return
+        head = ("NATS/1.0\r\n" + "".join(f"{key}: {value}\r\n" for key, value in headers.items()) + "\r\n").encode()
+        self.sock.sendall(f"HPUB {subject} {reply} {len(head)} {len(head) + len(data)}\r\n".encode().replace(b"  ", b" ")
+                          + head + data + b"\r\n")
 
     def next_msg(self, timeout=5.0, subject=None):
         """The next message (on `subject`, if given; others are kept)."""
@@ -142,11 +147,11 @@ class Client:
     def messages(self, count, timeout=5.0, subject=None):
         return [self.next_msg(timeout, subject) for _ in range(count)]
 
-    def gather(self, subject, data=b"", wait=1.0, expect=None):
+    def gather(self, subject, data=b"", wait=1.0, expect=None, headers=None):
         """Scatter-gather: every reply within `wait` seconds (or `expect` of them)."""
         inbox = f"_INBOX.test.{next(self.sids)}"
         self.subscribe(inbox)
-        self.publish(subject, data, reply=inbox)
+        self.publish(subject, data, reply=inbox, headers=headers)
         replies = []
         deadline = time.monotonic() + wait
         while expect is None or len(replies) < expect:
@@ -156,8 +161,8 @@ class Client:
                 break
         return replies
 
-    def request(self, subject, data=b"", timeout=2.0):
-        replies = self.gather(subject, data, timeout, expect=1)
+    def request(self, subject, data=b"", timeout=2.0, headers=None):
+        replies = self.gather(subject, data, timeout, expect=1, headers=headers)
         if not replies:
             raise TimeoutError(f"no reply on {subject}")
         if replies[0].headers.get("Status") == "503":

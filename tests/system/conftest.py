@@ -128,12 +128,23 @@ def install_daemon(root, tree):
     return notes
 
 
+def enable_jetstream(root):
+    """JetStream on Debian's nats-server as an admin turns it on: in its
+    config, with the store in a StateDirectory= (the packaged unit has
+    PrivateTmp=, so the default store under /tmp would go with each stop)."""
+    with open(root / "etc/nats-server.conf", "a") as conf:
+        conf.write('jetstream {\n  store_dir: "/var/lib/nats-server"\n}\n')
+    dropin = root / "etc/systemd/system/nats-server.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "jetstream.conf").write_text("[Service]\nStateDirectory=nats-server\nStateDirectoryMode=0750\n")
+
+
 @pytest.fixture(scope="module")
 def boot(rootfs, install_tree):
     """boot(name, ...) -> Machine; every container is torn down after the module."""
     containers = []
 
-    def make(name, network_args=("--private-network",), nats_server=True, leaf=True):
+    def make(name, network_args=("--private-network",), nats_server=True, jetstream=False, leaf=True):
         container = Container(name, rootfs, network_args)
         containers.append(container)
         root = container.root
@@ -147,6 +158,8 @@ def boot(rootfs, install_tree):
             dropin = root / "etc/systemd/system/cim-leaf.service.d"
             dropin.mkdir(parents=True, exist_ok=True)
             (dropin / "nats.conf").write_text(f"[Unit]\nAfter={NATS_UNIT}\n")
+            if jetstream:
+                enable_jetstream(root)
         else:
             (wants / NATS_UNIT).unlink()
         if leaf and BINARY.exists():  # enabled, as services.cim-leaf.enable does on NixOS

@@ -1,7 +1,8 @@
-"""vm-tests/scenarios/fleet.py: a hub container running nats-server and two
-leaf containers with cim-leaf. All three share one private network namespace,
-so the leaves reach the hub's server on 127.0.0.1:4222 (their own
-nats-server is disabled) while the host's network stays out of it."""
+"""vm-tests/scenarios/fleet.py: a hub container running nats-server with
+JetStream (as vm-tests/fleet.nix has it) and two leaf containers with
+cim-leaf. All three share one private network namespace, so the leaves reach
+the hub's server on 127.0.0.1:4222 (their own nats-server is disabled) while
+the host's network stays out of it."""
 import subprocess
 
 import pytest
@@ -24,7 +25,7 @@ def netns(rootfs):
 @pytest.fixture(scope="module")
 def fleet(boot, netns, need_daemon_module):
     network = [f"--network-namespace-path={netns}"]
-    hub = boot("hub", network, leaf=False)
+    hub = boot("hub", network, jetstream=True, leaf=False)
     return [hub, boot("leaf1", network, nats_server=False), boot("leaf2", network, nats_server=False)]
 
 

@@ -78,13 +78,15 @@ def test_scenario_lints_like_nixos(name, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def nats_url():
+def nats_url(tmp_path_factory):
     if shutil.which("nats-server") is None:
         pytest.skip("needs nats-server")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port)], stderr=subprocess.DEVNULL)
+    store = tmp_path_factory.mktemp("jetstream")
+    server = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+                              stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
@@ -139,3 +141,39 @@ def test_shim_req_and_micro(nats_url):
     assert "x.health" in info and "n2" in info
     nobody = shim(nats_url, "req", "nobody.listens", "")
     assert nobody.returncode == 1 and "no responders" in nobody.stderr
+
+
+class HostMachine:
+    """The driver's succeed() on this host, with the shim as `nats`."""
+
+    def __init__(self, bindir):
+        self.path = f"{bindir}:/usr/bin:/bin"
+
+    def succeed(self, command):
+        result = subprocess.run(["bash", "-c", f"set -euo pipefail; {command}"], capture_output=True, text=True,
+                                env={"PATH": self.path}, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+def test_scenario_reads_a_stream_through_the_shim(nats_url, tmp_path):
+    """lib.py's stream_messages, as the fleet scenario runs it on the hub, against a real JetStream."""
+    (tmp_path / "nats").write_text(f"#!/bin/sh\nexec {sys.executable} {HERE / 'nats_shim.py'} \"$@\"\n")
+    (tmp_path / "nats").chmod(0o755)
+    machine = HostMachine(tmp_path)
+    scenario = {}
+    exec((SCENARIOS / "lib.py").read_text(), scenario)
+    read = scenario["stream_messages"]
+
+    client = Client.from_url(nats_url)
+    created = client.request("$JS.API.STREAM.CREATE.EV", json.dumps({"name": "EV", "subjects": ["ev.>"]})).json()
+    assert "error" not in created, created
+    assert read(machine, "EV", nats_url) == []
+    sent = [("ev.a", {"n": 1}), ("ev.b", {"n": 2, "s": "x\ny"}), ("ev.a", {"n": 3})]
+    for n, (subject, payload) in enumerate(sent, 1):
+        ack = client.request(subject, json.dumps(payload), headers={"Nats-Msg-Id": f"id-{n}", "X-Other": "a: b"})
+        assert ack.json()["seq"] == n, ack.json()
+    assert read(machine, "EV", nats_url) == [(subject, {"Nats-Msg-Id": f"id-{n}", "X-Other": "a: b"}, payload)
+                                            for n, (subject, payload) in enumerate(sent, 1)]
+    with pytest.raises(AssertionError, match="stream NONE: .*not found"):
+        read(machine, "NONE", nats_url)

@@ -8,6 +8,7 @@
 #
 # Every step takes the machine(s) and keyword options and first brings the
 # system to the known good state, so a step can also run on its own.
+import base64
 import json
 import re
 import time
@@ -16,6 +17,8 @@ LEAF = "cim-leaf.service"
 BUS_OBJECT = "org.cim.Leaf1 /org/cim/Leaf1 org.cim.Leaf1"
 NATS_PORT = 4222
 NATS_URL = f"nats://127.0.0.1:{NATS_PORT}"
+# The daemon's default events.stream.name.
+EVENTS_STREAM = "CIM_LEAF_EVENTS"
 # An unprivileged caller for the D-Bus policy checks.
 AS_NOBODY = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
 
@@ -58,6 +61,17 @@ def bus_call(machine, method, as_nobody=False):
     return machine.succeed(f"{prefix}busctl --system --json=short call {BUS_OBJECT} {method}")
 
 
+def health(machine, as_nobody=False):
+    """The daemon's health JSON over D-Bus, which answers with NATS down too."""
+    return json.loads(json.loads(bus_call(machine, "GetHealth", as_nobody))["data"][0])
+
+
+def wait_for_pending(machine, count, timeout=60):
+    """Until EventsPending (events not yet acknowledged by the stream) is count."""
+    machine.wait_until_succeeds(
+        f"busctl --system get-property {BUS_OBJECT} EventsPending | grep -qx 't {count}'", timeout=timeout)
+
+
 def wait_for_state(machine, state, timeout=60):
     machine.wait_until_succeeds(
         f"busctl --system get-property {BUS_OBJECT} State | grep -qx 's \"{state}\"'", timeout=timeout)
@@ -72,6 +86,28 @@ def heartbeats(machine, node, count=1, within=30, server=NATS_URL):
     for beat in beats:
         assert beat["type"] == "io.cim.leaf.v1.heartbeat" and beat["node"] == node, beat
     return beats
+
+
+def stream_messages(machine, stream=EVENTS_STREAM, server=NATS_URL):
+    """Every message of a JetStream stream, oldest first, as (subject, headers,
+    JSON payload), read through the JetStream API with `nats req`."""
+    info = nats(f"req --raw '$JS.API.STREAM.INFO.{stream}' ''", server)
+    (reply,) = parse_json_stream(machine.succeed(info))
+    assert "error" not in reply, f"stream {stream}: {reply}"
+    state = reply["state"]
+    if state["messages"] == 0:
+        return []
+    get = nats(f"""req --raw '$JS.API.STREAM.MSG.GET.{stream}' '{{"seq":'$n'}}'""", server)
+    replies = parse_json_stream(machine.succeed(f"for n in $(seq {state['first_seq']} {state['last_seq']}); do {get}; done"))
+    messages = []
+    for reply in replies:
+        assert "error" not in reply, f"stream {stream}: {reply}"
+        message = reply["message"]
+        # "NATS/1.0\r\nName: value\r\n...\r\n\r\n"
+        lines = base64.b64decode(message.get("hdrs", "")).decode().split("\r\n")[1:]
+        headers = dict((name, value.strip()) for name, _, value in (line.partition(":") for line in lines if line))
+        messages.append((message["subject"], headers, json.loads(base64.b64decode(message["data"]))))
+    return messages
 
 
 def capture_event(machine, node, event, path):

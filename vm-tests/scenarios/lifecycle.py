@@ -112,8 +112,8 @@ def lifecycle_policy(machine, nats_unit, **_):
     node = ensure_up(machine, nats_unit)
     assert bus_property(machine, "NodeId", as_nobody=True) == node
     assert bus_property(machine, "State", as_nobody=True) == "connected"
-    health = json.loads(json.loads(bus_call(machine, "GetHealth", as_nobody=True))["data"][0])
-    assert health["node"] == node and health["status"] == "ok", health
+    report = health(machine, as_nobody=True)
+    assert report["node"] == node and report["status"] == "ok", report
     bus_call(machine, "Ping", as_nobody=True)
     denied = machine.fail(f"{AS_NOBODY} busctl --system call {BUS_OBJECT} Reload 2>&1")
     assert "access denied" in denied.lower() or "AccessDenied" in denied, denied
