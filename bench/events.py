@@ -87,9 +87,10 @@ def read_stream(port, count):
         client.subscribe("bench.read")
         api(client, f"CONSUMER.CREATE.{STREAM}", {"stream_name": STREAM, "config": {
             "deliver_subject": "bench.read", "ack_policy": "none", "deliver_policy": "all"}})
-        # Delivered with their own subjects; the reply subject
+        # Delivered with their own subjects (some already while the API
+        # answered: next_msg takes those first); the reply subject
         # $JS.ACK.<stream>.<consumer>.<n>.<sseq>.<cseq>.<stored ns>.<left> tells them apart.
-        stored = [m for m in client.inbox if m.reply.startswith("$JS.ACK.")]
+        stored = []
         while len(stored) < count:
             if (m := client.next_msg(10)).reply.startswith("$JS.ACK."):
                 stored.append(m)
@@ -97,11 +98,17 @@ def read_stream(port, count):
 
 
 def check_exactly_once(messages, first_seq):
-    """Every event once, in seq order from first_seq, each under its own id."""
+    """Every event once, in seq order from first_seq, each under its own id;
+    else RuntimeError saying where the stream differs."""
     seqs = [event["seq"] for _, event, _ in messages]
-    if seqs != list(range(first_seq, first_seq + len(seqs))):
-        raise RuntimeError(f"the stream's events are not seq {first_seq}..{first_seq + len(seqs) - 1} "
-                           f"in order, once each: {seqs[:5]}...{seqs[-5:]}")
+    expected = list(range(first_seq, first_seq + len(seqs)))
+    if seqs != expected:
+        at = next(i for i, (got, want) in enumerate(zip(seqs, expected)) if got != want)
+        twice = len(seqs) - len(set(seqs))
+        missing = len(set(expected) - set(seqs))
+        raise RuntimeError(f"the stream's {len(seqs)} events are not seq {first_seq}..{expected[-1]} once each in "
+                           f"order: {twice} seqs twice, {missing} missing; stream position {at + 1} holds seq "
+                           f"{seqs[at]} where {expected[at]} belongs ({seqs[max(at - 3, 0):at + 4]})")
     ids = {headers.get("Nats-Msg-Id") for _, _, headers in messages}
     if ids != {event["event_id"] for _, event, _ in messages} or len(ids) != len(messages):
         raise RuntimeError("an event is in the stream twice, or under another Nats-Msg-Id")
@@ -217,7 +224,10 @@ def measure(args, tmp, server, spool, delivery, run):
     if count != total + 1:
         raise RuntimeError(f"the stream holds {count} events, not {total + 1}; see {tmp}/{name}.log")
     messages = read_stream(server.port, count)
-    check_exactly_once(messages, 3)  # the backlog daemon's started and ready (1, 2) went before the outage
+    try:
+        check_exactly_once(messages, 3)  # the backlog daemon's started and ready (1, 2) went before the outage
+    except RuntimeError as error:
+        raise RuntimeError(f"{delivery}, round {run}: {error}; see {tmp}/{name}.log") from None
     if messages[-1][1]["event_type"] != "stopping":
         raise RuntimeError(f"the last event in the stream is {messages[-1][1]['event_type']}, not stopping")
     stored = [ns for ns, _, _ in messages]
