@@ -26,21 +26,27 @@ class NatsServer:
         self.url = f"nats://127.0.0.1:{port}"
 
     def start(self):
+        # Another server on the port would answer in this one's place.
+        if self.listening():
+            sys.exit(f"port {self.port} is taken (a nats-server still running?)")
         jetstream = ["-js", "-sd", self.store] if self.store else []
         self.proc = subprocess.Popen(
             ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-l", self.log, *jetstream],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.listening():
                 return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.005)
+            time.sleep(0.005)
         self.proc.kill()
         sys.exit(f"nats-server did not start on port {self.port}, see {self.log}")
+
+    def listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.1).close()
+            return True
+        except OSError:
+            return False
 
     def kill(self):
         self.proc.kill()

@@ -224,6 +224,7 @@ def measure(args, tmp, server, spool, delivery, run):
     if count != total + 1:
         raise RuntimeError(f"the stream holds {count} events, not {total + 1}; see {tmp}/{name}.log")
     messages = read_stream(server.port, count)
+    server.stop()  # the next run starts with the server down
     try:
         check_exactly_once(messages, 3)  # the backlog daemon's started and ready (1, 2) went before the outage
     except RuntimeError as error:
