@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Measures bare_responder and the cim-leaf daemon the same way and prints
-a table of ratios. Called by bench/run.sh, which builds the C programs.
+"""The benchmarks, run by bench/run.sh (which builds the C programs):
+health measures bare_responder and the cim-leaf daemon the same way and
+prints a table of ratios; events and spool are in events.py.
 
 Everything runs on 127.0.0.1 against nats-servers started here; every loop
 is bounded in count and time. Targets are printed, never asserted: timings
@@ -9,96 +10,13 @@ on a shared 2-core machine are too noisy to fail a build on.
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class NatsServer:
-    """A nats-server on a fixed loopback port that can be killed and restarted."""
-
-    def __init__(self, port, log):
-        self.port, self.log, self.proc = port, log, None
-        self.url = f"nats://127.0.0.1:{port}"
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-l", self.log],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.005)
-        self.proc.kill()
-        sys.exit(f"nats-server did not start on port {self.port}, see {self.log}")
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
-class Notified:
-    """Runs a command under a private NOTIFY_SOCKET, like systemd Type=notify."""
-
-    def __init__(self, cmd, tmp, log):
-        self.path = os.path.join(tmp, f"notify-{os.getpid()}-{time.monotonic_ns()}.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.messages = []
-        self.ready = threading.Event()
-        self.logf = open(log, "w")
-        env = dict(os.environ, NOTIFY_SOCKET=self.path)
-        t0 = time.monotonic_ns()
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
-        # Keep reading for the whole run so later STATUS=/WATCHDOG= datagrams
-        # never hit a dead socket.
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.ready_ms = None
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self.ready.wait(0.01):
-                self.ready_ms = (self.ready_at - t0) / 1e6
-                break
-
-    def _drain(self):
-        while True:
-            try:
-                data = self.sock.recv(4096)
-            except OSError:
-                return
-            now = time.monotonic_ns()
-            self.messages.append(data.decode(errors="replace"))
-            if b"READY=1" in data.split(b"\n") and not self.ready.is_set():
-                self.ready_at = now
-                self.ready.set()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.sock.close()
-        os.unlink(self.path)
-        self.logf.close()
-
+import events
+from common import NatsServer, Notified, free_port, print_table
 
 def proc_sample(pid):
     """(CPU ns, voluntary context switches), summed over all threads.
@@ -202,71 +120,115 @@ ROWS = [
 
 
 def table(bare, daemon):
-    head = ("metric", "bare", "daemon", "ratio", "target", "verdict")
-    lines = [head]
+    lines = [("metric", "bare", "daemon", "ratio", "target", "verdict")]
     for key, label, fmt, target, ok in ROWS:
         b, d = bare.get(key), (daemon or {}).get(key)
         ratio = f"{d / b:.2f}" if b and d is not None else "-"
         verdict = ("met" if ok(b, d) else "MISSED") if ok and d is not None else ""
         lines.append((label, fmt.format(b) if b is not None else "-",
                       fmt.format(d) if d is not None else "-", ratio, target, verdict))
-    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-    for i, r in enumerate(lines):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(lines)
+
+
+def run_health(args, tmp):
+    """(results, and why the daemon's half is missing or None)."""
+    results = {}
+    print(f"health: {args.repeat} x {args.n} requests, {args.k} in flight; "
+          f"idle: {args.settle:g} s settle + {args.idle:g} s sample", flush=True)
+
+    server = NatsServer(free_port(), os.path.join(tmp, "nats-bare.log"))
+    server.start()
+    try:
+        results["bare"] = measure("bare", [bin_path(args, "bare_responder"), server.url, "bench.bare.health"],
+                                  "bench.bare.health", server, args, tmp)
+    finally:
+        server.kill()
+
+    if not executable(args.daemon):
+        return results, f"daemon binary not found at {args.daemon} (build it, or set CIM_LEAF_BIN): " \
+            "only the bare column is measured"
+    server = NatsServer(free_port(), os.path.join(tmp, "nats-daemon.log"))
+    server.start()
+    cfg = os.path.join(tmp, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write(DAEMON_CONFIG.format(url=server.url))
+    try:
+        results["daemon"] = measure("daemon", [args.daemon, "--config", cfg],
+                                    "cim.leaf.bench.health", server, args, tmp)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        return results, f"daemon half failed: {e}"
+    finally:
+        server.kill()
+    return results, None
+
+
+def executable(path):
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+BENCHMARKS = ("health", "events", "spool")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", default=",".join(BENCHMARKS),
+                    help=f"comma-separated benchmarks to run, of {','.join(BENCHMARKS)} (default all)")
     ap.add_argument("--bin-dir", required=True, help="where health_bench and bare_responder are")
     ap.add_argument("--daemon", required=True, help="cim-leaf binary")
-    ap.add_argument("-n", type=int, default=20000, help="measured requests per run")
-    ap.add_argument("-k", type=int, default=8, help="requests in flight")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per responder; the median is shown")
-    ap.add_argument("--settle", type=float, default=5, help="idle seconds before reading VmRSS")
-    ap.add_argument("--idle", type=float, default=10, help="idle seconds for CPU and wakeups")
+    ap.add_argument("--spool-bench", required=True, help="spool-bench binary")
+    health = ap.add_argument_group("health")
+    health.add_argument("-n", type=int, default=20000, help="measured requests per run")
+    health.add_argument("-k", type=int, default=8, help="requests in flight")
+    health.add_argument("--repeat", type=int, default=3, help="runs per responder; the median is shown")
+    health.add_argument("--settle", type=float, default=5, help="idle seconds before reading VmRSS")
+    health.add_argument("--idle", type=float, default=10, help="idle seconds for CPU and wakeups")
+    both = ap.add_argument_group("events and spool")
+    both.add_argument("--rounds", type=int, default=4,
+                      help="rounds, each measuring both variants, the order swapped every round")
+    both.add_argument("--backlog", type=int, default=10000, help="events spooled while the server is down")
+    both.add_argument("--live", type=int, default=250, help="reloads (2 events each) with the server up")
+    both.add_argument("--spool-events", type=int, default=500, help="events per spool-bench run")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
+    chosen = args.only.split(",")
+    if unknown := set(chosen) - set(BENCHMARKS):
+        ap.error(f"--only: unknown {','.join(sorted(unknown))}; choose of {','.join(BENCHMARKS)}")
 
+    errors = []
+    if not executable(args.daemon) and "events" in chosen:
+        errors.append(f"events: daemon binary not found at {args.daemon} (build it, or set CIM_LEAF_BIN)")
+        chosen.remove("events")
+    if not executable(args.spool_bench) and "spool" in chosen:
+        errors.append(f"spool: spool-bench not found at {args.spool_bench} (meson compile -C build)")
+        chosen.remove("spool")
+
+    results = {}
     with tempfile.TemporaryDirectory(prefix="cim-leaf-bench-") as tmp:
-        results = {}
-        print(f"health: {args.repeat} x {args.n} requests, {args.k} in flight; "
-              f"idle: {args.settle:g} s settle + {args.idle:g} s sample", flush=True)
-
-        server = NatsServer(free_port(), os.path.join(tmp, "nats-bare.log"))
-        server.start()
-        try:
-            results["bare"] = measure("bare", [bin_path(args, "bare_responder"), server.url, "bench.bare.health"],
-                                      "bench.bare.health", server, args, tmp)
-        finally:
-            server.kill()
-
-        daemon_error = None
-        if not (os.path.isfile(args.daemon) and os.access(args.daemon, os.X_OK)):
-            daemon_error = (f"daemon binary not found at {args.daemon} "
-                            "(build it, or set CIM_LEAF_BIN): only the bare column is measured")
-        else:
-            server = NatsServer(free_port(), os.path.join(tmp, "nats-daemon.log"))
-            server.start()
-            cfg = os.path.join(tmp, "config.yaml")
-            with open(cfg, "w") as f:
-                f.write(DAEMON_CONFIG.format(url=server.url))
+        if "health" in chosen:
+            results["health"], error = run_health(args, tmp)
+            table(results["health"]["bare"], results["health"].get("daemon"))
+            errors += [error] if error else []
+        if "events" in chosen:
+            print()
             try:
-                results["daemon"] = measure("daemon", [args.daemon, "--config", cfg],
-                                            "cim.leaf.bench.health", server, args, tmp)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                daemon_error = f"daemon half failed: {e}"
-            finally:
-                server.kill()
-
-        table(results["bare"], results.get("daemon"))
-        if daemon_error:
-            sys.stdout.flush()
-            print(f"\n{daemon_error}", file=sys.stderr)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(dict(results, daemon_error=daemon_error), f, indent=2)
+                results["events"] = events.run(args, tmp)
+                events.table(results["events"])
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                errors.append(f"events: {e}")
+        if "spool" in chosen:
+            print()
+            try:
+                results["spool"] = events.run_spool(args, tmp)
+                events.spool_table(results["spool"])
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                errors.append(f"spool: {e}")
+    if errors:
+        sys.stdout.flush()
+        print("\n" + "\n".join(errors), file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(results, errors=errors), f, indent=2)
+    sys.exit(1 if errors else 0)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
 #!/bin/sh
-# Benchmarks the cim-leaf daemon against a bare nats.c responder and prints
-# a table of ratios (never pass/fail). Needs cc, pkg-config libnats,
-# nats-server and python3. Binary: $CIM_LEAF_BIN (default build/daemon/cim-leaf).
-#   bench/run.sh [measure.py options: -n N -k K --repeat R --settle S --idle S --json FILE]
+# Runs the benchmarks and prints tables of ratios (never pass/fail):
+#   health  the daemon's health answers against a bare nats.c responder;
+#   events  events acknowledged by a JetStream stream against plain
+#           publishes, on one nats-server with JetStream (-js -sd);
+#   spool   the event spool's write cost per event (build/bench/spool-bench).
+# Needs cc, pkg-config libnats, nats-server and python3. Binaries:
+# $CIM_LEAF_BIN (default build/daemon/cim-leaf), $SPOOL_BENCH_BIN (default
+# build/bench/spool-bench). Spools are written under $TMPDIR (default /tmp).
+#   bench/run.sh [--only health,events,spool] [measure.py options, see --help]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 daemon=${CIM_LEAF_BIN:-$root/build/daemon/cim-leaf}
+spool_bench=${SPOOL_BENCH_BIN:-$root/build/bench/spool-bench}
 
 for tool in cc pkg-config nats-server python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
@@ -21,4 +27,4 @@ for prog in health_bench bare_responder; do
         $(pkg-config --cflags --libs libnats) -lpthread
 done
 
-python3 "$here/measure.py" --bin-dir "$bin" --daemon "$daemon" "$@"
+python3 "$here/measure.py" --bin-dir "$bin" --daemon "$daemon" --spool-bench "$spool_bench" "$@"

@@ -1,9 +1,11 @@
 // Cost of the spool's durable append (write + fdatasync per event, plus the
 // acknowledgement and compaction) against a plain write without fsync, on
 // the file system of DIRECTORY. Prints per-event times and ratios; asserts
-// nothing (a shared machine is noisy).
+// nothing (a shared machine is noisy). bench/run.sh runs it several times,
+// with -r every other time, and prints medians and spreads.
 //
-//   spool-bench [-n EVENTS] [-s PAYLOAD_BYTES] [DIRECTORY]   (default $TMPDIR or /tmp)
+//   spool-bench [-n EVENTS] [-s PAYLOAD_BYTES] [-r] [-j] [DIRECTORY]   (default $TMPDIR or /tmp)
+//     -r: the Spool first, then the plain writes; -j: one JSON object
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -66,17 +68,59 @@ Spool open_spool(const std::filesystem::path& directory)
     return std::get<Spool>(std::move(opened));
 }
 
+struct Costs {
+    double write_only = 0;  // per event, µs
+    double write_sync = 0;
+    double append = 0;
+    double append_ack = 0;
+    double reopen_ms = 0;
+};
+
+void measure_plain(const std::filesystem::path& directory, int events, std::size_t payload_bytes, Costs& costs)
+{
+    costs.write_only = plain(directory / "plain", events, payload_bytes, false);
+    costs.write_sync = plain(directory / "plain", events, payload_bytes, true);
+}
+
+void measure_spool(const std::filesystem::path& directory, int events, std::size_t payload_bytes, Costs& costs)
+{
+    {
+        Spool spool = open_spool(directory);
+        auto start = Clock::now();
+        for (int i = 0; i < events; ++i)
+            spool.append(make_record(spool.next_seq(), payload_bytes));
+        costs.append = micros_since(start, events);
+        // Each acknowledged as soon as written, as with a live stream.
+        start = Clock::now();
+        for (int i = 0; i < events; ++i) {
+            const std::uint64_t seq = spool.next_seq();
+            spool.append(make_record(seq, payload_bytes));
+            spool.acknowledge(seq);
+        }
+        costs.append_ack = micros_since(start, events);
+    }
+    const auto start = Clock::now();
+    const Spool spool = open_spool(directory);  // reads `events` pending back and rewrites them
+    costs.reopen_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
 {
     int events = 2000;
     std::size_t payload_bytes = 400;  // a typical event's JSON
-    for (int option; (option = getopt(argc, argv, "n:s:")) != -1;) {
+    bool spool_first = false;
+    bool json = false;
+    for (int option; (option = getopt(argc, argv, "n:s:rj")) != -1;) {
         if (option == 'n')
             events = std::atoi(optarg);
         else if (option == 's')
             payload_bytes = static_cast<std::size_t>(std::atoi(optarg));
+        else if (option == 'r')
+            spool_first = true;
+        else if (option == 'j')
+            json = true;
         else
             return 2;
     }
@@ -89,39 +133,27 @@ int main(int argc, char** argv)
     }
     const std::filesystem::path directory = name;
 
-    const double write_only = plain(directory / "plain", events, payload_bytes, false);
-    const double write_sync = plain(directory / "plain", events, payload_bytes, true);
-    double append = 0;
-    double append_ack = 0;
-    double reopen_ms = 0;
-    {
-        Spool spool = open_spool(directory);
-        auto start = Clock::now();
-        for (int i = 0; i < events; ++i)
-            spool.append(make_record(spool.next_seq(), payload_bytes));
-        append = micros_since(start, events);
-        // Each acknowledged as soon as written, as with a live stream.
-        start = Clock::now();
-        for (int i = 0; i < events; ++i) {
-            const std::uint64_t seq = spool.next_seq();
-            spool.append(make_record(seq, payload_bytes));
-            spool.acknowledge(seq);
-        }
-        append_ack = micros_since(start, events);
-    }
-    {
-        const auto start = Clock::now();
-        const Spool spool = open_spool(directory);  // reads `events` pending back and rewrites them
-        reopen_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    }
+    Costs costs;
+    if (spool_first)
+        measure_spool(directory, events, payload_bytes, costs);
+    measure_plain(directory, events, payload_bytes, costs);
+    if (!spool_first)
+        measure_spool(directory, events, payload_bytes, costs);
     std::filesystem::remove_all(directory);
 
+    if (json) {
+        std::printf("{\"events\": %d, \"payload_bytes\": %zu, \"write_us\": %.3f, \"write_fdatasync_us\": %.3f, "
+                    "\"append_us\": %.3f, \"append_acknowledge_us\": %.3f, \"open_ms\": %.3f}\n",
+            events, payload_bytes, costs.write_only, costs.write_sync, costs.append, costs.append_ack, costs.reopen_ms);
+        return 0;
+    }
     std::printf("spool-bench: %d events of %zu payload bytes in %s\n", events, payload_bytes, base.c_str());
     std::printf("%-34s %10s %8s\n", "per event", "us", "ratio");
-    std::printf("%-34s %10.2f %8.1f\n", "write, no fsync", write_only, 1.0);
-    std::printf("%-34s %10.2f %8.1f\n", "write + fdatasync", write_sync, write_sync / write_only);
-    std::printf("%-34s %10.2f %8.1f\n", "Spool::append", append, append / write_only);
-    std::printf("%-34s %10.2f %8.1f\n", "Spool::append + acknowledge", append_ack, append_ack / write_only);
-    std::printf("open with %d pending (read, rewrite): %.1f ms\n", events, reopen_ms);
+    std::printf("%-34s %10.2f %8.1f\n", "write, no fsync", costs.write_only, 1.0);
+    std::printf("%-34s %10.2f %8.1f\n", "write + fdatasync", costs.write_sync, costs.write_sync / costs.write_only);
+    std::printf("%-34s %10.2f %8.1f\n", "Spool::append", costs.append, costs.append / costs.write_only);
+    std::printf(
+        "%-34s %10.2f %8.1f\n", "Spool::append + acknowledge", costs.append_ack, costs.append_ack / costs.write_only);
+    std::printf("open with %d pending (read, rewrite): %.1f ms\n", events, costs.reopen_ms);
     return 0;
 }
