@@ -1,5 +1,6 @@
 """Fixtures shared by the integration tests: every component is real and
 private to the test (its own port, socket and temporary directory)."""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,18 @@ from harness import BIN, Daemon, DbusDaemon, NatsServer, NotifySocket  # noqa: E
 def pytest_configure(config):
     if not BIN.exists():
         raise pytest.UsageError(f"{BIN} does not exist: build first (meson setup build && meson compile -C build)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No nats-server outlives the tests, whatever failed."""
+    for server in list(NatsServer.running):
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def js_client():
+    """nats.js and its peers installed (tests/js), for the tests that run them."""
+    subprocess.run([str(Path(__file__).parent / "js" / "setup.sh")], check=True, capture_output=True)
 
 
 @pytest.fixture

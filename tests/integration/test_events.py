@@ -22,6 +22,11 @@ def jetstream_server(tmp_path, name="nats", extra=""):
     return NatsServer(tmp_path, name=name, extra=f'jetstream {{ store_dir: "{tmp_path}/js-{name}" }}\n{extra}')
 
 
+@pytest.fixture(autouse=True)
+def _nats_js(js_client):
+    """stream.mjs needs nats.js."""
+
+
 def stream_events(server, stream=STREAM, domain=None):
     """Every event in the stream, in stream order, read by nats.js."""
     command = ["node", str(ROOT / "tests/js/stream.mjs"), "--server", server.url, "--stream", stream]

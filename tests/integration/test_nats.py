@@ -109,7 +109,7 @@ def test_any_request_payload_gets_a_valid_answer(daemons, notify, nats_server, p
         assert health(client, data=payload)["status"] == "ok"
 
 
-def test_srv_discovery_with_nats_js(daemons, notify, nats_server):
+def test_srv_discovery_with_nats_js(daemons, notify, nats_server, js_client):
     for node in ("a", "b"):
         start_leaf(daemons, notify, nats_server, node_id=node)
     with Client(nats_server.port) as client:
@@ -120,7 +120,6 @@ def test_srv_discovery_with_nats_js(daemons, notify, nats_server):
                         "version": "0.1.0", "metadata": {}}
         for subject in ("$SRV.INFO", "$SRV.INFO.cim-leaf", "$SRV.INFO.cim-leaf.b"):
             assert {json.loads(r.data)["id"] for r in client.gather(subject, wait=0.5)} >= {"b"}
-    subprocess.run(["tests/js/setup.sh"], cwd=ROOT, check=True, capture_output=True)
     result = subprocess.run(["node", "tests/js/srv.mjs", "--server", nats_server.url, "--name", "cim-leaf"],
                             cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -132,10 +131,9 @@ def test_srv_discovery_with_nats_js(daemons, notify, nats_server):
 
 
 @pytest.fixture(scope="module")
-def auth_fixtures(tmp_path_factory):
+def auth_fixtures(tmp_path_factory, js_client):
     """Every auth mode's secrets and matching server config (tests/js/auth.mjs)."""
     directory = tmp_path_factory.mktemp("auth")
-    subprocess.run(["tests/js/setup.sh"], cwd=ROOT, check=True, capture_output=True)
     result = subprocess.run(["node", "tests/js/auth.mjs", str(directory)], cwd=ROOT, check=True,
                             capture_output=True, text=True)
     return json.loads(result.stdout)

@@ -19,6 +19,11 @@ from topology import Hub, LeafServer, aggregate, leaf_settings
 NODE = "leaf-01"
 
 
+@pytest.fixture(autouse=True)
+def _nats_js(js_client):
+    """stream.mjs needs nats.js."""
+
+
 @pytest.fixture
 def hub(tmp_path):
     server = Hub(tmp_path).start()

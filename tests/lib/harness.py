@@ -43,7 +43,11 @@ def wait_until(predicate, timeout=5.0, interval=0.02, what="condition"):
 
 
 class NatsServer:
-    """nats-server on 127.0.0.1; `extra` is appended to its config file."""
+    """nats-server on 127.0.0.1; `extra` is appended to its config file.
+    Every one still running when the test session ends is stopped then
+    (conftest.py), even when its test failed before its own stop()."""
+
+    running = set()
 
     def __init__(self, workdir, port=None, extra="", name="nats"):
         self.port = port or free_port()
@@ -68,6 +72,7 @@ class NatsServer:
         conf = self._write_conf()
         self.log = open(self.workdir / f"{self.name}.log", "ab")
         self.proc = subprocess.Popen(["nats-server", "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        NatsServer.running.add(self)
         wait_until(self._listening, 10, what=f"nats-server on port {self.port}")
         return self
 
@@ -85,12 +90,14 @@ class NatsServer:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+        NatsServer.running.discard(self)
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+        NatsServer.running.discard(self)
 
 
 class DbusDaemon:
