@@ -96,6 +96,12 @@ struct UplinkConfig {
     bool operator==(const UplinkConfig&) const = default;
 };
 
+struct WatchConfig {
+    std::vector<std::string> units;  // names or globs
+    std::vector<std::string> critical;  // those whose failure means `failing`
+    bool operator==(const WatchConfig&) const = default;
+};
+
 struct LogConfig {
     std::string level;
     bool operator==(const LogConfig&) const = default;
@@ -110,6 +116,7 @@ struct Config {
     SystemdConfig systemd;
     EventsConfig events;
     UplinkConfig uplink;
+    WatchConfig watch;
     LogConfig log;
     bool operator==(const Config&) const = default;
 };

@@ -1,5 +1,6 @@
 #include "config/load.hpp"
 
+#include <fnmatch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -495,6 +496,24 @@ void check_combinations(Loader& loader, const Config& config)
         at("nats.servers",
             "mixes nats:// and tls:// servers; TLS is required for all of them or none: write tls:// for every "
             "server (nats.tls settings also make TLS required)");
+
+    // Unit names: what the pattern cannot say. A template is no unit, and a
+    // critical unit must be one that is watched.
+    for (const auto* key : {"watch.units", "watch.critical"}) {
+        const auto& names = std::string_view(key) == "watch.units" ? config.watch.units : config.watch.critical;
+        for (const auto& name : names)
+            if (name.find("@.") != std::string::npos || name.front() == '@' || name.front() == '.')
+                at(key,
+                    util::quote(name) + " is not a unit name: a template (foo@.service) is none; name an instance "
+                                        "(foo@bar.service) or a glob (foo@*.service)");
+    }
+    for (const auto& critical : config.watch.critical) {
+        const auto& units = config.watch.units;
+        if (std::none_of(units.begin(), units.end(), [&](const std::string& unit) {
+                return unit == critical || fnmatch(unit.c_str(), critical.c_str(), 0) == 0;
+            }))
+            at("watch.critical", util::quote(critical) + " is not among watch.units");
+    }
 
     const StreamConfig& stream = config.events.stream;
     if (stream.max_age.count() > 0 && stream.duplicate_window > stream.max_age)

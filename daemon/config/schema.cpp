@@ -75,6 +75,11 @@ constexpr const char* monitor_pattern =
     R"(^http://(127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|localhost|\[::1([][]|[\]])))"
     R"((:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?/?$)";
 
+// A systemd unit name (or a glob of them) as systemd validates names: the
+// characters unit_name_is_valid() takes, and a unit type suffix.
+constexpr const char* unit_pattern =
+    R"(^[A-Za-z0-9:_.\\@*?-]+\.(service|socket|target|device|mount|automount|swap|timer|path|slice|scope)$)";
+
 // A NATS subject token: no dots, wildcards or white space.
 constexpr const char* token_pattern = R"(^[A-Za-z0-9_-]+$)";
 
@@ -319,6 +324,27 @@ Field build()
                         .minimum = 100,
                         .maximum = hour_ms,
                         .store = into<Duration>(CIM_MEMBER(uplink.interval))},
+                }),
+            object("watch",
+                "systemd units of this host whose state goes into health, read over the system bus (the "
+                "daemon never starts, stops or restarts them).",
+                {
+                    Field{.name = "units",
+                        .kind = Kind::string_list,
+                        .description = "Units to watch: names, or globs (cim-*.service) that also take units "
+                                       "that appear later.",
+                        .default_value = nlohmann::json::array(),
+                        .pattern = unit_pattern,
+                        .pattern_hint = "a unit name like nats.service, or a glob like cim-*.service",
+                        .store = into<std::vector<std::string>>(CIM_MEMBER(watch.units))},
+                    Field{.name = "critical",
+                        .kind = Kind::string_list,
+                        .description = "Those of the watched units (names or globs) whose failure makes health "
+                                       "failing rather than degraded.",
+                        .default_value = nlohmann::json::array(),
+                        .pattern = unit_pattern,
+                        .pattern_hint = "a unit name like nats.service, or a glob like cim-*.service",
+                        .store = into<std::vector<std::string>>(CIM_MEMBER(watch.critical))},
                 }),
             object("log", "Logging.",
                 {
