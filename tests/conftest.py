@@ -12,6 +12,8 @@ from harness import BIN, Daemon, DbusDaemon, NatsServer, NotifySocket  # noqa: E
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "reload_storm: reloads until a hung bus's socket is full; minutes under "
+                                       "the sanitizers' debug build, so tests/run leaves them to the first pass")
     if not BIN.exists():
         raise pytest.UsageError(f"{BIN} does not exist: build first (meson setup build && meson compile -C build)")
 

@@ -7,6 +7,7 @@ import os
 import pwd
 import signal
 import subprocess
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 
@@ -19,9 +20,10 @@ from payloads import valid
 NAME, PATH, IFACE = "org.cim.Leaf1", "/org/cim/Leaf1", "org.cim.Leaf1"
 
 
-def on_bus(daemons, notify, bus, server=None, kind="session", user=None, **sections):
+def on_bus(daemons, notify, bus, server=None, kind="session", user=None, state_directory=None, **sections):
     env = {"DBUS_SESSION_BUS_ADDRESS": bus.address, "DBUS_SYSTEM_BUS_ADDRESS": bus.address}
-    return daemons(leaf_config(server, dbus={"bus": kind}, **sections), notify=notify, env=env, user=user).start()
+    return daemons(leaf_config(server, dbus={"bus": kind}, **sections), notify=notify, env=env, user=user,
+                   state_directory=state_directory).start()
 
 
 def prop(bus, name, user=None):
@@ -212,18 +214,32 @@ HOLDING_BACK = "bus is not reading what the daemon sends"
 
 def fill_the_socket(leaf, seconds=60):
     """Reload (two PropertiesChanged each) until the daemon says the bus has
-    not read the last megabytes, or for `seconds`."""
-    deadline = time.monotonic() + seconds
-    while HOLDING_BACK not in leaf.output() and time.monotonic() < deadline:
-        for _ in range(50):
-            leaf.signal(signal.SIGHUP)
-        time.sleep(0.001)
+    not read the last megabytes, or for `seconds`. The signals come from a
+    shell of their own: sent from here, they starved the notify socket's
+    reader thread of the GIL, and the daemon, blocked in sd_notify, reloaded
+    too slowly to fill the socket at all."""
+    hup = subprocess.Popen(["bash", "-c", f"while kill -HUP {leaf.proc.pid} 2>/dev/null; do :; done"])
+    try:
+        wait_until(lambda: HOLDING_BACK in leaf.output(), seconds, interval=0.05, what="PropertiesChanged held back")
+    finally:
+        hup.kill()
+        hup.wait()
 
 
-# Both run the daemon as another user: root's sd-bus forces a 16 MiB socket
-# buffer, which takes long to fill; others get net.core.wmem_max.
-def test_a_bus_hung_after_ready_stalls_nothing(daemons, notify, session_bus, nats_server):
-    leaf = on_bus(daemons, notify, session_bus, nats_server, user="nobody", log={"level": "warn"})
+@pytest.fixture
+def storming_leaf(daemons, notify, session_bus, nats_server):
+    """A leaf for a reload storm against a hung bus. It runs as another user:
+    root's sd-bus forces a 16 MiB socket buffer, which takes long to fill;
+    others get net.core.wmem_max. Its spool is on tmpfs: each reload spools
+    two events, and their fdatasync on disk would halve the storm."""
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as spool:
+        yield on_bus(daemons, notify, session_bus, nats_server, user="nobody", state_directory=spool,
+                     log={"level": "warn"})
+
+
+@pytest.mark.reload_storm
+def test_a_bus_hung_after_ready_stalls_nothing(storming_leaf, notify, session_bus, nats_server):
+    leaf = storming_leaf
     notify.wait_for("READY", "1", timeout=10)
     session_bus.pause()
     fill_the_socket(leaf)
@@ -237,8 +253,9 @@ def test_a_bus_hung_after_ready_stalls_nothing(daemons, notify, session_bus, nat
     assert HOLDING_BACK in leaf.output()
 
 
-def test_changes_held_back_for_a_hung_bus_arrive_merged(daemons, notify, session_bus, nats_server, tmp_path):
-    leaf = on_bus(daemons, notify, session_bus, nats_server, user="nobody", log={"level": "warn"})
+@pytest.mark.reload_storm
+def test_changes_held_back_for_a_hung_bus_arrive_merged(storming_leaf, notify, session_bus, nats_server, tmp_path):
+    leaf = storming_leaf
     notify.wait_for("READY", "1", timeout=10)
     with open(tmp_path / "monitor.log", "w") as log:
         monitor = subprocess.Popen(["dbus-monitor", "--address", session_bus.address,

@@ -220,7 +220,8 @@ class NotifySocket:
 class Daemon:
     """The real cim-leaf binary with a YAML config made from a dict."""
 
-    def __init__(self, workdir, config, notify=None, env=None, args=(), name="leaf", user=None):
+    def __init__(self, workdir, config, notify=None, env=None, args=(), name="leaf", user=None,
+                 state_directory=None):
         self.workdir = Path(workdir)
         self.config_path = self.workdir / f"{name}.yaml"
         self.write_config(config)
@@ -230,7 +231,7 @@ class Daemon:
         if notify:
             self.env["NOTIFY_SOCKET"] = notify.path
         # Its own event spool, as systemd's StateDirectory= gives each unit.
-        self.state_directory = self.workdir / f"{name}-state"
+        self.state_directory = Path(state_directory or self.workdir / f"{name}-state")
         self.state_directory.mkdir(exist_ok=True)
         self.env["STATE_DIRECTORY"] = str(self.state_directory)
         self.env.update(env or {})
