@@ -1,10 +1,12 @@
 #include "util/text.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 namespace cim::util {
@@ -72,6 +74,20 @@ std::size_t edit_distance(std::string_view a, std::string_view b)
         }
     }
     return row[b.size()];
+}
+
+std::string duration_words(std::int64_t seconds, std::size_t units)
+{
+    seconds = std::max<std::int64_t>(seconds, 0);
+    const std::array<std::pair<std::int64_t, char>, 4> parts{
+        {{seconds / 86400, 'd'}, {seconds / 3600 % 24, 'h'}, {seconds / 60 % 60, 'm'}, {seconds % 60, 's'}}};
+    std::size_t first = 0;
+    while (first + 1 < parts.size() && parts[first].first == 0)
+        ++first;
+    std::string out;
+    for (std::size_t i = first; i < parts.size() && i < first + units; ++i)
+        out += (out.empty() ? "" : " ") + std::to_string(parts[i].first) + parts[i].second;
+    return out;
 }
 
 std::optional<std::int64_t> parse_int(std::string_view text)

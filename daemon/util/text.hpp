@@ -19,6 +19,10 @@ std::string quote_unless_plain(std::string_view name, std::string_view also);
 
 std::size_t edit_distance(std::string_view a, std::string_view b);
 
+// `seconds` in days, hours, minutes and seconds from the largest unit that is
+// not zero, at most `units` of them: "3d 4h 0m 5s", or "3d 4h" with 2.
+std::string duration_words(std::int64_t seconds, std::size_t units = 4);
+
 // A whole decimal integer (optional '-'), nothing else.
 std::optional<std::int64_t> parse_int(std::string_view text);
 
