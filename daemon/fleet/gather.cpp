@@ -87,12 +87,12 @@ Gathered gather(const config::NatsConfig& nats, const nats::Auth& auth, const st
         const Message message(received);
         if (s == NATS_TIMEOUT)
             break;
-        if (s != NATS_OK)
-            return failed(why("lost NATS while gathering answers", s));
-        if (natsMsg_IsNoResponders(message.get())) {
+        if (s == NATS_NO_RESPONDERS) {  // the server's 503, when nobody subscribes
             gathered.no_responders = true;
             break;
         }
+        if (s != NATS_OK)
+            return failed(why("lost NATS while gathering answers", s));
         gathered.answers.emplace_back(
             natsMsg_GetData(message.get()), static_cast<std::size_t>(natsMsg_GetDataLength(message.get())));
         if (enough(gathered.answers.back()))
