@@ -8,6 +8,7 @@
 
 #include "config/duration.hpp"
 #include "log.hpp"
+#include "util/text.hpp"
 
 namespace cim::cli {
 
@@ -149,11 +150,8 @@ Parsed parse_fleet(const std::vector<std::string_view>& args)
         } else if (auto path = value_of(args, i, "--config", error)) {
             fleet.config_path = std::move(*path);
         } else if (auto urls = value_of(args, i, "--server", error)) {
-            for (std::size_t start = 0; start <= urls->size();) {
-                const std::size_t end = std::min(urls->find(',', start), urls->size());
-                servers.push_back(urls->substr(start, end - start));
-                start = end + 1;
-            }
+            for (auto& url : util::split(*urls, ','))
+                servers.push_back(std::move(url));
         } else if (auto text = value_of(args, i, "--expect", error)) {
             auto parsed = fleet::parse_expectation(*text);
             if (auto* problem = std::get_if<std::string>(&parsed))
@@ -166,7 +164,7 @@ Parsed parse_fleet(const std::vector<std::string_view>& args)
                     "--timeout must be a duration like 500ms or 5s, from " + config::format_duration(shortest_timeout) +
                         " to " + config::format_duration(longest_timeout) + "; got " + *text};
             fleet.timeout = *timeout;
-        } else if (error.empty() && !setting(i) && error.empty()) {
+        } else if (!setting(i) && error.empty()) {
             error = "unknown argument to fleet: " + std::string(args[i]);
         }
     }

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <vector>
 #include <cstdint>
+#include <vector>
 
 #include "util/ids.hpp"
 #include "version.hpp"

@@ -13,6 +13,7 @@
 #include "fleet/report.hpp"
 #include "fleet/view.hpp"
 #include "nats/auth.hpp"
+#include "util/text.hpp"
 
 namespace cim::fleet {
 
@@ -42,14 +43,6 @@ int settings_failed(const cli::Fleet& options, const std::vector<config::Diagnos
     return cli::exit_config;
 }
 
-std::string joined(const std::vector<std::string>& servers)
-{
-    std::string out;
-    for (const auto& server : servers)
-        out += (out.empty() ? "" : ", ") + server;
-    return out;
-}
-
 int run(const cli::Fleet& options)
 {
     auto loaded = nats::load_settings(options.config_path, options.overrides, nats::Secrets::read);
@@ -67,7 +60,7 @@ int run(const cli::Fleet& options)
     };
     const Gathered gathered = gather(nats, *loaded.auth, subject, options.timeout, enough);
     if (gathered.failure) {
-        std::cerr << "cim-leaf fleet: " << *gathered.failure << " (" << joined(nats.servers) << ")\n";
+        std::cerr << "cim-leaf fleet: " << *gathered.failure << " (" << util::join(nats.servers, ", ") << ")\n";
         return cli::exit_not_running;
     }
 

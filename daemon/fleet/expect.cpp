@@ -1,7 +1,6 @@
 #include "fleet/expect.hpp"
 
 #include <algorithm>
-#include <regex>
 
 #include "util/text.hpp"
 
@@ -14,16 +13,12 @@ std::variant<Expectation, std::string> parse_expectation(std::string_view text)
             return "--expect needs a count of at least 1, or node ids separated by commas; got " + util::quote(text);
         return Expectation{static_cast<std::size_t>(*count), {}};
     }
-    static const std::regex node_id(R"(^[A-Za-z0-9_-]+$)");
+    auto names = util::split(text, ',');
+    if (names.size() > 1 && names.back().empty())
+        names.pop_back();  // "7,": the trailing comma that makes a node id of a number
     Expectation expected;
-    std::size_t start = 0;
-    while (start <= text.size()) {
-        const std::size_t end = std::min(text.find(',', start), text.size());
-        const std::string name(text.substr(start, end - start));
-        start = end + 1;
-        if (name.empty() && end == text.size() && !expected.names.empty())
-            break;  // "7,": the trailing comma of a single node id
-        if (name.empty() || !std::regex_match(name, node_id))
+    for (const auto& name : names) {
+        if (!util::is_node_id(name))
             return "--expect: " + util::quote(name) +
                 " is not a node id (letters, digits, '_' and '-'); give a count or node ids separated by commas";
         if (!expected.names.insert(name).second)

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <array>
-#include <regex>
 #include <set>
 
 #include "health_words.hpp"
 #include "util/ids.hpp"
+#include "util/text.hpp"
 
 namespace cim::fleet {
 
@@ -16,9 +16,8 @@ constexpr std::array<const char*, 3> statuses{"ok", "degraded", "failing"};
 
 std::optional<std::string> node_in(const nlohmann::json& health)
 {
-    static const std::regex node_id(R"(^[A-Za-z0-9_-]+$)");
     const auto node = health.find("node");
-    if (node == health.end() || !node->is_string() || !std::regex_match(node->get_ref<const std::string&>(), node_id))
+    if (node == health.end() || !node->is_string() || !util::is_node_id(node->get_ref<const std::string&>()))
         return std::nullopt;
     return node->get<std::string>();
 }
@@ -100,14 +99,6 @@ std::string plural(std::size_t n, const std::string& one, const std::string& man
     return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-std::string joined(const std::vector<std::string>& names)
-{
-    std::string out;
-    for (const auto& name : names)
-        out += (out.empty() ? "" : ", ") + name;
-    return out;
-}
-
 }  // namespace
 
 std::optional<std::string> node_of(const std::string& answer)
@@ -162,10 +153,11 @@ std::string summary_line(const Report& report)
             : report.expected->names.size() - report.missing.size();
         out += "; expected " + std::to_string(report.expected->count) + ", " + std::to_string(answered) + " answered";
         if (!report.missing.empty())
-            out += "; missing: " + joined(report.missing);
+            out += "; missing: " + util::join(report.missing, ", ");
     }
     if (!report.duplicates.empty())
-        out += "; more than one answer from " + joined(report.duplicates) + " (one node id on several hosts?)";
+        out +=
+            "; more than one answer from " + util::join(report.duplicates, ", ") + " (one node id on several hosts?)";
     if (report.unreadable > 0)
         out += "; " + plural(report.unreadable, "answer was", "answers were") + " not a cim-leaf health payload";
     return out;
