@@ -41,7 +41,8 @@ struct Report {
     bool expectation_met = true;
 };
 
-// The node id of a health answer, or none when it is not one.
+// The node id of a health answer, or none when it is not one (as
+// make_report counts it).
 std::optional<std::string> node_of(const std::string& answer);
 
 Report make_report(const std::vector<std::string>& answers, const std::optional<Expectation>& expected);
