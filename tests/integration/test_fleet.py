@@ -153,11 +153,13 @@ def test_a_failing_leaf_fails_the_command(daemons, notify, nats_server):
 
 
 def leaf_server(tmp_path, name, hub_leafnode_port):
-    """A leaf host's own nats-server: a leaf node of the hub, with its
-    monitoring endpoint on the loopback."""
+    """A leaf host's own nats-server, as the CIM leaf topology has it: a leaf
+    node of the hub, JetStream in its own domain, its monitoring endpoint on
+    the loopback."""
     monitor = free_port()
     server = NatsServer(tmp_path, name=name, extra=f"""
 http: 127.0.0.1:{monitor}
+jetstream {{ store_dir: "{tmp_path / name}-js", domain: {name} }}
 leafnodes {{ remotes: [ {{ url: "nats-leaf://127.0.0.1:{hub_leafnode_port}" }} ] }}
 """).start()
     server.monitor_url = f"http://127.0.0.1:{monitor}"
@@ -184,7 +186,10 @@ def test_on_the_hub_every_leaf_behind_its_own_leaf_node_server(daemons, notify, 
         result = fleet("--server", hub.url, "--expect", "3")
         assert result.returncode == 0, result.stderr
         assert [line.split()[0] for line in rows(result.stdout)] == ["leaf-1", "leaf-2", "leaf-3"]
-        assert [row["UPLINK"] for row in cells(result.stdout)] == ["up"] * 3
+        assert [(row["UPLINK"], row["PENDING"]) for row in cells(result.stdout)] == [("up", "0")] * 3
+        # Each leaf's events went to the stream on its own server.
+        assert all(leaf["checks"]["events"]["delivery"] == "jetstream" for leaf in
+                   json.loads(fleet("--server", hub.url, "--expect", "3", "--json").stdout)["leaves"])
 
         servers[0].kill()  # leaf-2's host is gone from the hub's view
         result = fleet("--server", hub.url, "--expect", "leaf-1,leaf-2,leaf-3", "--timeout", "1s")
