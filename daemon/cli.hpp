@@ -1,10 +1,14 @@
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "config/config.hpp"
+#include "config/load.hpp"
+#include "fleet/expect.hpp"
 
 namespace cim::cli {
 
@@ -29,9 +33,16 @@ struct Status {
     config::Bus bus = config::Bus::system;
     bool json = false;
 };
+struct Fleet {
+    std::optional<std::string> config_path;  // none: no file (--server without --config)
+    std::vector<config::Override> overrides;  // what the connection flags set instead of the file
+    std::optional<fleet::Expectation> expect;
+    std::chrono::milliseconds timeout{2000};  // how long answers are gathered
+    bool json = false;
+};
 struct Help { };
 
-using Command = std::variant<Run, CheckConfig, PrintSchema, PrintVersion, Status, Help>;
+using Command = std::variant<Run, CheckConfig, PrintSchema, PrintVersion, Status, Fleet, Help>;
 
 struct Parsed {
     std::optional<Command> command;

@@ -12,6 +12,7 @@
 #include "log.hpp"
 #include "util/ids.hpp"
 #include "util/json.hpp"
+#include "util/text.hpp"
 #include "version.hpp"
 
 namespace cim {
@@ -32,14 +33,6 @@ std::uint64_t monotonic_usec()
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
     return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000 + static_cast<std::uint64_t>(now.tv_nsec) / 1000;
-}
-
-std::string join(const std::vector<std::string>& lines)
-{
-    std::string out;
-    for (const auto& line : lines)
-        out += (out.empty() ? "" : "; ") + line;
-    return out;
 }
 
 // Settings that need a new NATS connection when a reload changes them.
@@ -131,8 +124,8 @@ void Leaf::serve()
     }
     delivery_.start();
     watch_uplink();
-    spdlog::info(
-        "cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id, join(config_.nats.servers));
+    spdlog::info("cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id,
+        util::join(config_.nats.servers, "; "));
     emit(nats::make_event("started", {{"version", version_string}}));
     start_link();
     heartbeat_timer_ = loop_.every(config_.heartbeat.interval, [this] { beat(); });
@@ -429,7 +422,7 @@ std::optional<std::string> Leaf::reload()
         spdlog::error("reload rejected; still running the previous configuration");
         live_.last_reload_failed = true;
         live_.last_error = "reload rejected: " + errors.front();
-        error = join(errors);
+        error = util::join(errors, "; ");
         emit(nats::make_event("reload_failed", {{"config", options_.config_path}, {"errors", errors}}, &reloading));
     }
 

@@ -10,6 +10,7 @@
 #include "dbus/bus.hpp"
 #include "dbus/status_command.hpp"
 #include "event_loop.hpp"
+#include "fleet/command.hpp"
 #include "leaf.hpp"
 #include "log.hpp"
 #include "nats/auth.hpp"
@@ -107,6 +108,8 @@ int main(int argc, char** argv)
                     return 0;
                 } else if constexpr (std::is_same_v<T, cli::Status>) {
                     return dbus::status_command(command);
+                } else if constexpr (std::is_same_v<T, cli::Fleet>) {
+                    return fleet::fleet_command(command);
                 } else {
                     std::cout << cli::usage;
                     return 0;

@@ -38,6 +38,8 @@ Diagnostic diagnostic_at(const Origin& origin, std::string key, std::string mess
 {
     const auto place = origin.keys.find(key);
     const Origin::Place where = place == origin.keys.end() ? Origin::Place{} : place->second;
+    if (!where.flag.empty())
+        return {where.flag, 0, 0, std::move(key), std::move(message)};
     return {origin.file, where.line, where.column, std::move(key), std::move(message)};
 }
 
@@ -158,27 +160,30 @@ std::string expected(const Field& field)
 
 class Loader {
 public:
-    explicit Loader(std::string file) : file_(std::move(file)) { }
+    // `flags`: the keys the command line gives, and the flag that gives each.
+    explicit Loader(std::string file, std::map<std::string, std::string> flags = {})
+        : file_(std::move(file)), flags_(std::move(flags))
+    {
+    }
 
     std::vector<Diagnostic> errors;
     std::map<std::string, YAML::Mark> marks;  // where each key given in the file stands
 
     void error(const YAML::Mark& mark, std::string key, std::string message)
     {
-        errors.push_back({file_, mark.line + 1, mark.column + 1, std::move(key), std::move(message)});
+        add({file_, mark.line + 1, mark.column + 1, std::move(key), std::move(message)});
     }
 
-    void file_error(std::string key, std::string message)
-    {
-        errors.push_back({file_, 0, 0, std::move(key), std::move(message)});
-    }
+    void file_error(std::string key, std::string message) { add({file_, 0, 0, std::move(key), std::move(message)}); }
 
     // Where the keys were written.
     Origin origin() const
     {
         Origin out{file_, {}};
-        for (const auto& [key, mark] : marks)
-            out.keys[key] = {mark.line + 1, mark.column + 1};
+        for (const auto& [key, mark] : marks) {
+            const auto flag = flags_.find(key);
+            out.keys[key] = {mark.line + 1, mark.column + 1, flag == flags_.end() ? "" : flag->second};
+        }
         return out;
     }
 
@@ -370,7 +375,16 @@ private:
         return std::regex_search(text, it->second);
     }
 
+    // A problem at a key the command line gave is the flag's, not the file's.
+    void add(Diagnostic diagnostic)
+    {
+        if (const auto flag = flags_.find(diagnostic.key); flag != flags_.end())
+            diagnostic = {flag->second, 0, 0, std::move(diagnostic.key), std::move(diagnostic.message)};
+        errors.push_back(std::move(diagnostic));
+    }
+
     std::string file_;
+    std::map<std::string, std::string> flags_;
 };
 
 // Whether the quoted scalar whose opening quote is at `open` has its closing
@@ -554,11 +568,42 @@ LoadResult finish(Loader& loader, Config&& config)
     return {std::move(config), {}, loader.origin()};
 }
 
-}  // namespace
-
-LoadResult load_string(std::string_view text, const std::string& file_name)
+// A mapping, an empty section, or one that is not there yet.
+bool can_hold_keys(const YAML::Node& node)
 {
-    Loader loader(file_name);
+    return node.IsMap() || node.IsNull() || !node.IsDefined();
+}
+
+// `override` written into the parsed file, as if the file said it. Where the
+// file has something else than a mapping on the way, the file's error says so.
+void apply(YAML::Node& document, const Override& override)
+{
+    if (document.IsNull())  // an empty file: a null yaml-cpp cannot add keys to
+        document.reset(YAML::Node(YAML::NodeType::Map));
+    YAML::Node node;
+    node.reset(document);  // Node's operator= would assign the content
+    std::string_view rest = override.key;
+    for (std::size_t dot = rest.find('.'); dot != std::string_view::npos; dot = rest.find('.')) {
+        if (!can_hold_keys(node))
+            return;
+        YAML::Node child = node[std::string(rest.substr(0, dot))];
+        node.reset(child);
+        rest.remove_prefix(dot + 1);
+    }
+    if (!can_hold_keys(node))
+        return;
+    if (override.value.is_null())
+        node.remove(std::string(rest));
+    else
+        node[std::string(rest)] = YAML::Load(override.value.dump());
+}
+
+LoadResult load_text(std::string_view text, const std::string& file_name, const std::vector<Override>& overrides)
+{
+    std::map<std::string, std::string> flags;
+    for (const Override& override : overrides)
+        flags[override.key] = override.flag;
+    Loader loader(file_name, std::move(flags));
     if (text.size() > max_config_bytes) {
         loader.file_error("",
             "file is " + std::to_string(text.size()) + " bytes; a config may have at most " +
@@ -576,6 +621,8 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
         if (!loader.errors.empty())
             return {std::nullopt, std::move(loader.errors)};
         document = YAML::Load(std::string(text));
+        for (const Override& override : overrides)
+            apply(document, override);
     } catch (const YAML::Exception& e) {
         // An unterminated quote found before the syntax error explains it.
         if (loader.errors.empty())
@@ -589,12 +636,26 @@ LoadResult load_string(std::string_view text, const std::string& file_name)
     return finish(loader, std::move(config));
 }
 
+}  // namespace
+
+LoadResult load_string(std::string_view text, const std::string& file_name)
+{
+    return load_text(text, file_name, {});
+}
+
+LoadResult load(const std::optional<std::string>& path, const std::vector<Override>& overrides)
+{
+    if (!path)
+        return load_text("", "the defaults", overrides);
+    auto file = util::read_regular_file(*path, max_config_bytes);
+    if (!file.text)
+        return {std::nullopt, {Diagnostic{*path, 0, 0, "", std::move(file.error)}}};
+    return load_text(*file.text, *path, overrides);
+}
+
 LoadResult load_file(const std::string& path)
 {
-    auto file = util::read_regular_file(path, max_config_bytes);
-    if (!file.text)
-        return {std::nullopt, {Diagnostic{path, 0, 0, "", std::move(file.error)}}};
-    return load_string(*file.text, path);
+    return load(path, {});
 }
 
 }  // namespace cim::config

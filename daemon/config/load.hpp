@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "config/config.hpp"
 
 namespace cim::config {
@@ -29,6 +31,7 @@ struct Origin {
     struct Place {
         int line = 0;  // 1-based
         int column = 0;
+        std::string flag;  // set when a command-line flag gave the key: errors name it, not the file
     };
     std::string file;
     std::map<std::string, Place> keys;  // dotted key path -> where it stands
@@ -49,5 +52,18 @@ inline constexpr std::size_t max_config_bytes = 1 << 20;
 
 LoadResult load_file(const std::string& path);
 LoadResult load_string(std::string_view text, const std::string& file_name);
+
+// A key given on the command line in place of the file's (cim-leaf fleet
+// --server ...), checked as the file's keys are.
+struct Override {
+    std::string flag;  // how errors name it: "--server"
+    std::string key;  // the dotted key path: "nats.servers"
+    nlohmann::json value;  // as the file would write it; null: as if the file did not set the key
+};
+
+// The file at `path` (none: every key at its default) with `overrides` in
+// place of what it says about their keys. A problem with an override is
+// reported at its flag: "--server: nats.servers: expected ...".
+LoadResult load(const std::optional<std::string>& path, const std::vector<Override>& overrides);
 
 }  // namespace cim::config

@@ -14,53 +14,12 @@
 #include <systemd/sd-bus.h>
 
 #include "dbus/control.hpp"
+#include "health_words.hpp"
+#include "util/text.hpp"
 
 namespace cim::dbus {
 
 namespace {
-
-std::string duration_words(std::int64_t seconds)
-{
-    const std::int64_t days = seconds / 86400, hours = seconds / 3600 % 24, minutes = seconds / 60 % 60;
-    std::string out;
-    if (days)
-        out += std::to_string(days) + "d ";
-    if (days || hours)
-        out += std::to_string(hours) + "h ";
-    if (days || hours || minutes)
-        out += std::to_string(minutes) + "m ";
-    return out + std::to_string(seconds % 60) + "s";
-}
-
-// "jetstream (stream CIM_LEAF_EVENTS, durable), 0 pending, 0 dropped"
-std::string events_words(const nlohmann::json& events)
-{
-    const std::string delivery = events.value("delivery", "?");
-    const std::string stream = events.value("stream", "");
-    std::string out = delivery + " (" + (stream.empty() ? "" : "stream " + stream + ", ") +
-        (events.value("durable", false) ? "durable" : "not durable") + "), " +
-        std::to_string(events.value("pending", std::uint64_t{0})) + " pending";
-    if (const auto oldest = events.value("oldest_pending_s", std::int64_t{0}); oldest > 0)
-        out += " (oldest " + duration_words(oldest) + ")";
-    out += ", " + std::to_string(events.value("dropped", std::uint64_t{0})) + " dropped";
-    if (const std::string problem = events.value("problem", ""); !problem.empty())
-        out += "; " + problem;
-    return out;
-}
-
-// "up to nats-leaf://10.0.0.1:7422 (rtt 1.2ms) since 2026-11-30T05:31:36.123Z"
-std::string uplink_words(const nlohmann::json& uplink)
-{
-    const std::string state = uplink.value("state", "?");
-    std::string out = state;
-    if (state == "unknown")
-        return out + " (" + uplink.value("reason", "") + ")";
-    for (const auto& remote : uplink.value("remotes", nlohmann::json::array()))
-        out += " to " + remote.value("url", "?") + " (rtt " + remote.value("rtt", "?") + ")";
-    if (const std::string since = uplink.value("since", ""); !since.empty())
-        out += " since " + since;
-    return out;
-}
 
 void print_summary(const nlohmann::json& health)
 {
@@ -74,7 +33,7 @@ void print_summary(const nlohmann::json& health)
               << " reconnects\n"
               << "  Events:     " << events_words(checks.value("events", nlohmann::json::object())) << "\n"
               << (checks.contains("uplink") ? "  Uplink:     " + uplink_words(checks["uplink"]) + "\n" : "")
-              << "  Uptime:     " << duration_words(health.value("uptime_s", std::int64_t{0})) << "\n"
+              << "  Uptime:     " << util::duration_words(health.value("uptime_s", std::int64_t{0})) << "\n"
               << "  Heartbeats: " << health.value("heartbeats_sent", std::uint64_t{0}) << " sent, "
               << nats.value("heartbeats_refused", std::uint64_t{0}) << " refused\n"
               << "  Last error: " << (last_error.empty() ? "none" : last_error) << "\n";

@@ -302,7 +302,13 @@ AuthResult resolve_auth(const config::NatsConfig& nats, const config::Origin& or
 
 Loaded load_settings(const std::string& path, Secrets secrets)
 {
-    auto loaded = config::load_file(path);
+    return load_settings(path, {}, secrets);
+}
+
+Loaded load_settings(
+    const std::optional<std::string>& path, const std::vector<config::Override>& overrides, Secrets secrets)
+{
+    auto loaded = config::load(path, overrides);
     if (loaded.config)
         if (auto problem = oversized_heartbeat(*loaded.config, loaded.origin)) {
             loaded.errors.push_back(std::move(*problem));

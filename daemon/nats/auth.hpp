@@ -49,6 +49,10 @@ struct Loaded {
 };
 enum class Secrets { leave, read };
 Loaded load_settings(const std::string& path, Secrets secrets);
+// The same with keys from the command line in place of the file's, and
+// without a file when `path` is none (config::load).
+Loaded load_settings(
+    const std::optional<std::string>& path, const std::vector<config::Override>& overrides, Secrets secrets);
 
 // The public key ("U...") of an NKey seed ("SU..."), or nullopt if `seed` is
 // not a valid seed.

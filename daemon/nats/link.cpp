@@ -9,13 +9,14 @@
 #include <thread>
 #include <unordered_map>
 
+#include "nats/options.hpp"
+
 namespace cim::nats {
 
 namespace {
 
 // How long to wait for the server to confirm the subscriptions.
 constexpr int flush_timeout_ms = 5000;
-constexpr int connect_timeout_ms = 2000;
 // A dead server (no TCP reset) is noticed after interval * (max out + 1).
 constexpr int ping_interval_ms = 10'000;
 constexpr int max_pings_out = 2;
@@ -29,31 +30,6 @@ constexpr int library_buffer_bytes = 64 * 1024;
 // A drain that nats.c has not ended by its own timeout plus this is cut short.
 constexpr std::chrono::milliseconds drain_grace{500};
 
-std::string status_text(natsStatus status)
-{
-    return natsStatus_GetText(status);
-}
-
-// Why the first connect failed, in the server's words where there are some.
-std::string connect_failure(natsStatus status)
-{
-    if (status == NATS_NO_SERVER)
-        return "cannot connect to NATS: no server reachable";
-    if (status == NATS_SECURE_CONNECTION_WANTED)
-        return "cannot connect to NATS: the server does not offer TLS, which tls:// and nats.tls require; "
-               "not falling back to plain text";
-    natsStatus code = status;
-    std::string text = nats_GetLastError(&code);
-    // "(conn.c:1905): Authorization Violation": the source location is noise.
-    if (const auto end = text.find("): "); text.rfind('(', 0) == 0 && end != std::string::npos)
-        text.erase(0, end + 3);
-    if (text.empty())
-        text = status_text(status);
-    if (status == NATS_CONNECTION_AUTH_FAILED || status == NATS_NOT_PERMITTED)
-        return "NATS refused the credentials: " + text;
-    return "cannot connect to NATS: " + text;
-}
-
 std::string last_error(natsConnection* connection)
 {
     const char* text = nullptr;
@@ -66,15 +42,6 @@ std::string connected_url(natsConnection* connection)
     char url[256] = {};
     natsConnection_GetConnectedUrl(connection, url, sizeof url);
     return url;
-}
-
-// TLS is mandatory when any URL asks for it or any TLS file is given: nats.c
-// would otherwise speak plain text to a server that offers no TLS.
-bool tls_wanted(const config::NatsConfig& nats)
-{
-    return std::any_of(nats.servers.begin(), nats.servers.end(),
-               [](const std::string& url) { return url.starts_with("tls://"); }) ||
-        !nats.tls.ca_file.empty() || !nats.tls.cert_file.empty() || !nats.tls.key_file.empty();
 }
 
 // The subject in a server's 'Permissions Violation for Publish to "x"'.
@@ -305,15 +272,8 @@ natsStatus Link::connect(natsConnection** connection, void* attempt)
 {
     natsOptions* options = nullptr;
     natsStatus s = natsOptions_Create(&options);
-    std::vector<const char*> servers;
-    for (const auto& server : nats_.servers)
-        servers.push_back(server.c_str());
     if (s == NATS_OK)
-        s = natsOptions_SetServers(options, servers.data(), static_cast<int>(servers.size()));
-    if (s == NATS_OK)
-        s = natsOptions_SetName(options, nats_.name.c_str());
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(options, connect_timeout_ms);
+        s = set_connection_options(options, nats_, auth_);
     if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(options, -1);
     if (s == NATS_OK)
@@ -335,21 +295,6 @@ natsStatus Link::connect(natsConnection** connection, void* attempt)
     // One delivery thread for all subscriptions instead of one each.
     if (s == NATS_OK)
         s = natsOptions_UseGlobalMessageDelivery(options, true);
-
-    if (s == NATS_OK && tls_wanted(nats_))
-        s = natsOptions_SetSecure(options, true);
-    if (s == NATS_OK && !auth_.credentials_file.empty())
-        s = natsOptions_SetUserCredentialsFromFiles(options, auth_.credentials_file.c_str(), nullptr);
-    if (s == NATS_OK && !auth_.user.empty())
-        s = natsOptions_SetUserInfo(options, auth_.user.c_str(), auth_.password.c_str());
-    if (s == NATS_OK && !auth_.token.empty())
-        s = natsOptions_SetToken(options, auth_.token.c_str());
-    if (s == NATS_OK && !auth_.nkey_public.empty())
-        s = natsOptions_SetNKeyFromSeed(options, auth_.nkey_public.c_str(), auth_.nkey_seed_file.c_str());
-    if (s == NATS_OK && !auth_.ca_file.empty())
-        s = natsOptions_LoadCATrustedCertificates(options, auth_.ca_file.c_str());
-    if (s == NATS_OK && !auth_.cert_file.empty())
-        s = natsOptions_LoadCertificatesChain(options, auth_.cert_file.c_str(), auth_.key_file.c_str());
 
     auto on_disconnected = [](natsConnection* nc, void* key) {
         with_current(key, [reason = last_error(nc)](Link& link) {

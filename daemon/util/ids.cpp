@@ -22,6 +22,30 @@ std::string rfc3339(std::chrono::system_clock::time_point time)
     return out;
 }
 
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text)
+{
+    using namespace std::chrono;
+    // "2026-11-23T22:45:05.123Z": digits where rfc3339() writes them.
+    constexpr std::string_view shape = "0000-00-00T00:00:00.000Z";
+    if (text.size() != shape.size())
+        return std::nullopt;
+    for (std::size_t i = 0; i < shape.size(); ++i)
+        if (shape[i] == '0' ? text[i] < '0' || text[i] > '9' : text[i] != shape[i])
+            return std::nullopt;
+    auto number = [&](std::size_t at, std::size_t digits) {
+        int value = 0;
+        for (std::size_t i = at; i < at + digits; ++i)
+            value = value * 10 + (text[i] - '0');
+        return value;
+    };
+    const year_month_day date{
+        year{number(0, 4)}, month{static_cast<unsigned>(number(5, 2))}, day{static_cast<unsigned>(number(8, 2))}};
+    const int hour = number(11, 2), minute = number(14, 2), second = number(17, 2);
+    if (!date.ok() || hour > 23 || minute > 59 || second > 59)
+        return std::nullopt;
+    return sys_days{date} + hours{hour} + minutes{minute} + seconds{second} + milliseconds{number(20, 3)};
+}
+
 std::string uuid_v7()
 {
     std::array<std::uint8_t, 16> bytes{};

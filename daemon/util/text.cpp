@@ -1,10 +1,12 @@
 #include "util/text.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 namespace cim::util {
@@ -72,6 +74,47 @@ std::size_t edit_distance(std::string_view a, std::string_view b)
         }
     }
     return row[b.size()];
+}
+
+bool is_node_id(std::string_view text)
+{
+    return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    });
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view separator)
+{
+    std::string out;
+    for (const auto& item : items)
+        out += (out.empty() ? "" : std::string(separator)) + item;
+    return out;
+}
+
+std::vector<std::string> split(std::string_view text, char separator)
+{
+    std::vector<std::string> out;
+    for (std::size_t start = 0;;) {
+        const std::size_t end = text.find(separator, start);
+        out.emplace_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+        if (end == std::string_view::npos)
+            return out;
+        start = end + 1;
+    }
+}
+
+std::string duration_words(std::int64_t seconds, std::size_t units)
+{
+    seconds = std::max<std::int64_t>(seconds, 0);
+    const std::array<std::pair<std::int64_t, char>, 4> parts{
+        {{seconds / 86400, 'd'}, {seconds / 3600 % 24, 'h'}, {seconds / 60 % 60, 'm'}, {seconds % 60, 's'}}};
+    std::size_t first = 0;
+    while (first + 1 < parts.size() && parts[first].first == 0)
+        ++first;
+    std::string out;
+    for (std::size_t i = first; i < parts.size() && i < first + units; ++i)
+        out += (out.empty() ? "" : " ") + std::to_string(parts[i].first) + parts[i].second;
+    return out;
 }
 
 std::optional<std::int64_t> parse_int(std::string_view text)

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cim::util {
 
@@ -18,6 +19,19 @@ std::string quote(std::string_view text);
 std::string quote_unless_plain(std::string_view name, std::string_view also);
 
 std::size_t edit_distance(std::string_view a, std::string_view b);
+
+// A node id: one NATS subject token of letters, digits, '_' and '-'.
+bool is_node_id(std::string_view text);
+
+// `items` with `separator` between them.
+std::string join(const std::vector<std::string>& items, std::string_view separator);
+
+// The parts of `text` between the separators: "a,,b" is "a", "", "b".
+std::vector<std::string> split(std::string_view text, char separator);
+
+// `seconds` in days, hours, minutes and seconds from the largest unit that is
+// not zero, at most `units` of them: "3d 4h 0m 5s", or "3d 4h" with 2.
+std::string duration_words(std::int64_t seconds, std::size_t units = 4);
 
 // A whole decimal integer (optional '-'), nothing else.
 std::optional<std::int64_t> parse_int(std::string_view text);

@@ -8,19 +8,9 @@ import time
 
 import pytest
 
-from harness import ROOT, NatsServer, free_port, leaf_config, make_certificates, wait_until
+from harness import ROOT, NatsServer, free_port, leaf_config, make_certificates, start_leaf, wait_until
 from nats_client import Client
 from payloads import valid
-
-
-def start_leaf(daemons, notify, server, node_id="leaf-01", **sections):
-    """Starts a leaf and waits for its own READY=1: leaves started one after
-    another share the notify socket, so only a datagram sent after this
-    start counts."""
-    after = len(notify.snapshot())
-    leaf = daemons(leaf_config(server, node_id=node_id, **sections), notify=notify).start()
-    notify.wait_for("READY", "1", timeout=10, after=after)
-    return leaf
 
 
 def health(client, subject="cim.leaf.leaf-01.health", data=b""):

@@ -298,6 +298,16 @@ def leaf_config(server=None, node_id="leaf-01", **sections):
     return config
 
 
+def start_leaf(daemons, notify, server, node_id="leaf-01", **sections):
+    """Starts a leaf and waits for its own READY=1: leaves started one after
+    another share the notify socket, so only a datagram sent after this
+    start counts."""
+    after = len(notify.snapshot())
+    leaf = daemons(leaf_config(server, node_id=node_id, **sections), notify=notify).start()
+    notify.wait_for("READY", "1", timeout=10, after=after)
+    return leaf
+
+
 def make_certificates(directory):
     """A CA, a server certificate for 127.0.0.1 and a client certificate."""
     def openssl(*args):

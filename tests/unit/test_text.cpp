@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "util/text.hpp"
 
@@ -61,4 +62,16 @@ TEST_CASE("quote_unless_plain: plain names as written, anything else quoted")
     CHECK(quote_unless_plain("x\nc.yaml:1:1: fake", "_-") == R"("x\u000ac.yaml:1:1: fake")");
     CHECK(quote_unless_plain("n\xc5\x93ud", "_-") == "\"n\xc5\x93ud\"");
     CHECK(quote_unless_plain("", "_-") == R"("")");
+}
+
+TEST_CASE("lists split and joined, node ids told apart")
+{
+    CHECK(split("a,,b", ',') == std::vector<std::string>{"a", "", "b"});
+    CHECK(split("", ',') == std::vector<std::string>{""});
+    CHECK(split("a,", ',') == std::vector<std::string>{"a", ""});
+    CHECK(join({"a", "b", "c"}, ", ") == "a, b, c");
+    CHECK(join({}, ", ").empty());
+    CHECK(is_node_id("leaf_01-A"));
+    for (const char* bad : {"", "leaf.01", "leaf 01", "*", ">", "l\xc3\xa9" "af"})
+        CHECK_MESSAGE(!is_node_id(bad), bad);
 }
