@@ -130,9 +130,9 @@ in
       domain and server name, both the node id (so
       {option}`services.cim-leaf.settings.node.id` must be set), and its
       monitoring endpoint on the loopback. The daemon connects to that
-      server (`settings.nats.servers`), keeps its events in the leaf's
-      stream (`settings.events.stream.domain`) and watches the uplink
-      (`settings.uplink.monitor_url`). The leaf node's client port listens
+      server (`settings.nats.servers`), keeps its own events in the leaf's
+      stream (`settings.events.stream.domain`, and `subjects = "this-node"`)
+      and watches the uplink (`settings.uplink.monitor_url`). The leaf node's client port listens
       on the loopback only ({option}`services.nats.settings.host`): it takes
       clients without authentication and acts with the hub credentials'
       rights. Unset: the daemon connects straight to
@@ -181,12 +181,17 @@ in
       '')
       (lib.optionals (tlsFiles == { }) (leafNode.plaintextRemoteUrls "nats-leaf" hub.urls));
 
-    services.cim-leaf.settings = {
-      nats.servers = lib.mkIf (cfg.natsUrl == null)
-        (lib.mkDefault [ "nats://127.0.0.1:${toString config.services.nats.port}" ]);
-      events.stream.domain = lib.mkDefault nodeId;
-      uplink.monitor_url = lib.mkDefault "http://127.0.0.1:${toString hub.monitorPort}";
-    };
+    services.cim-leaf.settings =
+      let
+        defaults = leafNode.daemonSettings {
+          inherit nodeId hub;
+          port = config.services.nats.port;
+        };
+      in
+      lib.mkMerge [
+        (lib.mapAttrsRecursive (path: lib.mkDefault) (builtins.removeAttrs defaults [ "nats" ]))
+        { nats.servers = lib.mkIf (cfg.natsUrl == null) (lib.mkDefault defaults.nats.servers); }
+      ];
 
     services.nats = {
       enable = true;

@@ -87,6 +87,20 @@ rec {
     leafnodes.remotes = [ (remote { inherit hub credentialsDir; }) ];
   };
 
+  # What the module sets, as defaults, in services.cim-leaf.settings: the
+  # daemon on the leaf node, its events in the leaf's stream, the uplink
+  # watched. A stream's subjects are interest that leaf node connections
+  # carry: a leaf's stream taking every node's events would also store those
+  # of the other leaves, which reach it through the hub. So: this node's only.
+  daemonSettings = { nodeId, hub, port }: {
+    nats.servers = [ "nats://127.0.0.1:${toString port}" ];
+    events.stream = {
+      domain = nodeId;
+      subjects = "this-node";
+    };
+    uplink.monitor_url = "http://127.0.0.1:${toString hub.monitorPort}";
+  };
+
   # `settings` without the TLS files under credentialsDir, which exist only
   # at run time but which `nats-server -t` reads (it does not read a
   # remote's credentials file): what the build can check.

@@ -5,14 +5,16 @@ nixpkgs' services.nats would write (its server_name, port and
 jetstream.store_dir added, and the listener's loopback host the module sets)."""
 import json
 import shutil
+import signal
 import subprocess
 import urllib.request
 
 import pytest
 
-from harness import ROOT, NatsServer, free_port, make_certificates, wait_until
+from harness import ROOT, NatsServer, free_port, leaf_config, make_certificates, wait_until
 from nats_client import Client
 from test_nix import nix
+from topology import aggregate
 
 NODE = "leaf-01"
 LEAF_NODE_NIX = ROOT / "nixos-module" / "leaf-node.nix"
@@ -237,4 +239,59 @@ def test_the_leaf_node_authenticates_with_the_credentials_file(tmp_path, js_clie
         assert seen["account"] == operator["account_public_key"], seen
     finally:
         leaf.stop()
+        hub.stop()
+
+
+def stream_subjects(server, stream, api="$JS.API"):
+    """subject -> number of messages in `stream`."""
+    with Client(server.port) as client:
+        info = json.loads(client.request(f"{api}.STREAM.INFO.{stream}", b'{"subjects_filter": ">"}').data)
+    assert "error" not in info, info
+    return info["state"].get("subjects", {})
+
+
+def test_rendered_leaves_keep_their_own_events_and_the_hub_sources_them(tmp_path, daemons, notify):
+    """Two leaf nodes and their daemons, all as the module renders them: each
+    leaf's stream holds its own node's events only (every stream's subjects
+    are interest the leaf node connections carry, so `all-nodes` would store
+    the other leaf's too), and a hub stream sourcing both holds each once."""
+    port = free_port()
+    hub = NatsServer(tmp_path, name="hub", extra=(
+        f"leafnodes {{ listen: 127.0.0.1:{port} }}\n"
+        f'jetstream {{ store_dir: "{tmp_path}/js-hub", domain: hub }}')).start()
+    leaves = {}
+    try:
+        for node in ("leaf-a", "leaf-b"):
+            monitor = free_port()
+            option = hub_option([f"nats-leaf://127.0.0.1:{port}"], monitor_port=monitor)
+            server = leaf_server(tmp_path, option, tmp_path, node)
+            settings = leaf_node("l.daemonSettings { inherit (a) nodeId hub port; }", nodeId=node, hub=option,
+                                 port=server.port)
+            settings["uplink"]["interval"] = "250ms"
+            config = leaf_config(None, node_id=node, **settings)
+            after = len(notify.snapshot())
+            daemon = daemons(config, notify=notify, name=node).start()
+            notify.wait_for("READY", "1", timeout=10, after=after)
+            leaves[node] = (server, daemon)
+
+        def health(node):
+            with Client(leaves[node][0].port) as client:
+                return json.loads(client.request(f"cim.leaf.{node}.health", b"").data)
+        for node, (server, daemon) in leaves.items():
+            wait_until(lambda: health(node)["checks"]["uplink"]["state"] == "up", 10, what=f"{node}'s uplink")
+            daemon.signal(signal.SIGHUP)
+            wait_until(lambda: health(node)["checks"]["events"]["pending"] == 0, 10, what=f"{node}'s events")
+        own = {}
+        for node, (server, daemon) in leaves.items():
+            own[node] = stream_subjects(server, "CIM_LEAF_EVENTS")
+            assert own[node] and all(subject.startswith(f"cim.leaf.{node}.events.") for subject in own[node]), own
+        with Client(hub.port) as client:
+            aggregate(client, hub, list(leaves))
+        expected = {subject: count for counts in own.values() for subject, count in counts.items()}
+        wait_until(lambda: stream_subjects(hub, "CIM_FLEET_EVENTS", "$JS.hub.API") == expected, 20, interval=0.5,
+                   what="the hub's stream to hold every leaf's events once")
+    finally:
+        for server, daemon in leaves.values():
+            daemon.stop()
+            server.stop()
         hub.stop()
