@@ -133,15 +133,15 @@ def install_daemon(root, tree):
 JETSTREAM_STORE = "/var/lib/nats-server"
 
 
-def configure_nats_server(root, settings):
+def configure_nats_server(root, settings, service=""):
     """Settings added to Debian's /etc/nats-server.conf (host 127.0.0.1, port
-    4222) as an admin adds them, and the StateDirectory= of a drop-in for a
-    JetStream store in JETSTREAM_STORE."""
+    4222) as an admin adds them, and a drop-in with the StateDirectory= for a
+    JetStream store in JETSTREAM_STORE and the `service` lines."""
     with open(root / "etc/nats-server.conf", "a") as conf:
         conf.write(settings)
     dropin = root / "etc/systemd/system/nats-server.service.d"
     dropin.mkdir(parents=True, exist_ok=True)
-    (dropin / "jetstream.conf").write_text("[Service]\nStateDirectory=nats-server\nStateDirectoryMode=0750\n")
+    (dropin / "local.conf").write_text(f"[Service]\nStateDirectory=nats-server\nStateDirectoryMode=0750\n{service}")
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +149,18 @@ def boot(rootfs, install_tree):
     """boot(name, ...) -> Machine; every container is torn down after the module."""
     containers = []
 
-    def make(name, network_args=("--private-network",), nats_server=True, nats_settings=None, leaf=True,
-             config=None, hosts=""):
-        """`nats_settings` go to configure_nats_server, `config` (YAML) to
-        /etc/cim-leaf/config.yaml, `hosts` to /etc/hosts."""
+    def make(name, network_args=("--private-network",), nats_server=True, nats_settings=None, nats_service="",
+             leaf=True, config=None, hosts="", files=None):
+        """`nats_settings` and `nats_service` go to configure_nats_server,
+        `config` (YAML) to /etc/cim-leaf/config.yaml, `hosts` to /etc/hosts;
+        `files` maps absolute paths to a (source file, mode) to copy there."""
         container = Container(name, rootfs, network_args)
         containers.append(container)
         root = container.root
+        for path, (source, mode) in (files or {}).items():
+            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / path.lstrip("/"))
+            (root / path.lstrip("/")).chmod(mode)
         for note in install_daemon(root, install_tree):
             print(f"{name}: note: {note}", file=sys.stderr)
         (root / "etc/cim-leaf").mkdir(exist_ok=True)
@@ -169,7 +174,7 @@ def boot(rootfs, install_tree):
             dropin.mkdir(parents=True, exist_ok=True)
             (dropin / "nats.conf").write_text(f"[Unit]\nAfter={NATS_UNIT}\n")
             if nats_settings:
-                configure_nats_server(root, nats_settings)
+                configure_nats_server(root, nats_settings, nats_service)
         else:
             (wants / NATS_UNIT).unlink()
         if leaf and BINARY.exists():  # enabled, as services.cim-leaf.enable does on NixOS

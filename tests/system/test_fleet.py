@@ -1,11 +1,13 @@
 """vm-tests/scenarios/fleet.py on Debian: the CIM leaf topology as
 vm-tests/fleet.nix has it, configured as an admin would on Debian. The hub
-container runs nats-server with a leafnode port and JetStream in domain
+container runs nats-server with a TLS leafnode port and JetStream in domain
 `hub`; each leaf container runs nats-server.service as a leaf node of the hub
 (JetStream domain = node id, monitoring on the loopback) and cim-leaf.service
 on it, with what services.cim-leaf.hub sets on NixOS
-(nixos-module/leaf-node.nix). Each container has its own network namespace,
-on a bridge private to the test (the host's network stays out of it)."""
+(nixos-module/leaf-node.nix). As there, the TLS files are root's alone and
+reach nats-server through LoadCredential=, with PrivateUsers=yes like
+nixpkgs' nats.service. Each container has its own network namespace, on a
+bridge private to the test (the host's network stays out of it)."""
 import os
 import subprocess
 import time
@@ -13,6 +15,7 @@ import time
 import pytest
 
 from conftest import JETSTREAM_STORE, NATS_UNIT, load_scenario, steps_as_params
+from harness import make_certificates
 
 SCENARIO = load_scenario("fleet")
 XFAIL = {
@@ -21,18 +24,30 @@ XFAIL = {
 HUB_ADDRESS = "10.231.0.1"
 LEAVES = ["leaf1", "leaf2"]
 
+# Where the TLS files are in a container (root's, 0600), and where
+# LoadCredential= puts them for nats-server.
+TLS_DIR = "/etc/cim-leaf-test"
+CREDENTIALS = "/run/credentials/nats-server.service"
+
 HUB_NATS = f"""server_name: hub
 jetstream {{ store_dir: "{JETSTREAM_STORE}", domain: hub }}
-leafnodes {{ listen: "0.0.0.0:7422" }}
+leafnodes {{
+  listen: "0.0.0.0:7422"
+  tls {{ cert_file: "{CREDENTIALS}/hub.pem", key_file: "{CREDENTIALS}/hub.key" }}
+}}
 """
+HUB_SERVICE = f"LoadCredential=hub.pem:{TLS_DIR}/hub.pem\nLoadCredential=hub.key:{TLS_DIR}/hub.key\nPrivateUsers=yes\n"
 
 
 def leaf_nats(node):
     return f"""server_name: {node}
 http: "127.0.0.1:8222"
 jetstream {{ store_dir: "{JETSTREAM_STORE}", domain: {node} }}
-leafnodes {{ remotes: [ {{ urls: ["nats-leaf://hub:7422"] }} ] }}
+leafnodes {{ remotes: [ {{ urls: ["tls://hub:7422"], tls: {{ ca_file: "{CREDENTIALS}/hub-ca.pem" }} }} ] }}
 """
+
+
+LEAF_SERVICE = f"LoadCredential=hub-ca.pem:{TLS_DIR}/ca.pem\nPrivateUsers=yes\n"
 
 
 def leaf_config(node):
@@ -95,13 +110,20 @@ def network(rootfs):
 
 
 @pytest.fixture(scope="module")
-def fleet(boot, network, need_daemon_module):
+def fleet(boot, network, need_daemon_module, tmp_path_factory):
+    certificates = tmp_path_factory.mktemp("tls")
+    make_certificates(certificates, server_names="DNS:hub")
+
     def on(name):
         return [f"--network-namespace-path={network[name]}"]
-    machines = [boot("hub", on("hub"), nats_settings=HUB_NATS, leaf=False)]
+    hub_files = {f"{TLS_DIR}/hub.pem": (certificates / "server.pem", 0o600),
+                 f"{TLS_DIR}/hub.key": (certificates / "server.key", 0o600)}
+    machines = [boot("hub", on("hub"), nats_settings=HUB_NATS, nats_service=HUB_SERVICE, leaf=False,
+                     files=hub_files)]
     for node in LEAVES:
-        machines.append(boot(node, on(node), nats_settings=leaf_nats(node), config=leaf_config(node),
-                             hosts=f"{HUB_ADDRESS} hub\n"))
+        machines.append(boot(node, on(node), nats_settings=leaf_nats(node), nats_service=LEAF_SERVICE,
+                             config=leaf_config(node), hosts=f"{HUB_ADDRESS} hub\n",
+                             files={f"{TLS_DIR}/ca.pem": (certificates / "ca.pem", 0o600)}))
     return machines
 
 
