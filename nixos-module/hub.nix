@@ -21,6 +21,11 @@ let
 
   tlsFiles = lib.filterAttrs (name: path: lib.hasSuffix ".pem" name) credentialFiles;
 
+  # A public file given as a Nix path goes into the store, and so into the
+  # system's closure; a secret never does.
+  credentialSource = name: path:
+    if builtins.isPath path && lib.elem name [ "hub-ca.pem" "hub-cert.pem" ] then "${path}" else toString path;
+
   storePrefix = "${builtins.storeDir}/";
 
   # nixpkgs' services.nats.validateConfig runs `nats-server -t` in the build
@@ -84,14 +89,20 @@ in
             type = lib.types.nullOr lib.types.path;
             default = null;
             example = "/etc/ssl/cim/ca.pem";
-            description = "The CA that signed the hub's certificate. Unset: the system's trusted CAs.";
+            description = ''
+              The CA that signed the hub's certificate (a Nix path is copied
+              into the store). Unset: the system's trusted CAs.
+            '';
           };
 
           certFile = lib.mkOption {
             type = lib.types.nullOr lib.types.path;
             default = null;
             example = "/var/lib/acme/leaf-01.example/cert.pem";
-            description = "A client certificate, for a hub that asks for one; with {option}`keyFile`.";
+            description = ''
+              A client certificate, for a hub that asks for one (a Nix path is
+              copied into the store); with {option}`keyFile`.
+            '';
           };
 
           keyFile = lib.mkOption {
@@ -205,7 +216,7 @@ in
     };
 
     systemd.services.nats.serviceConfig.LoadCredential = lib.mkIf (credentialFiles != { })
-      (lib.mapAttrsToList (name: path: "${name}:${toString path}") credentialFiles);
+      (lib.mapAttrsToList (name: path: "${name}:${credentialSource name path}") credentialFiles);
 
     system.checks = lib.optional (cfg.checkConfig && tlsFiles != { }) checkedNatsConfig;
   };
