@@ -1,6 +1,6 @@
 # services.cim-leaf.hub: the host's own nats-server as a NATS leaf node of
 # the hub cluster, with JetStream in the node's own domain, and the daemon on
-# it, watching the uplink (README: "A leaf of a hub cluster").
+# it, watching the uplink (README: "On NixOS", and the uplink section).
 { config, lib, pkgs, ... }:
 
 let
