@@ -139,7 +139,8 @@ in
       Make this host a CIM leaf: its own nats-server ({option}`services.nats`)
       runs as a NATS leaf node of the hub cluster, with JetStream in its own
       domain and server name, both the node id (so
-      {option}`services.cim-leaf.settings.node.id` must be set), and its
+      {option}`services.cim-leaf.settings.node.id` must be set, unique in
+      the fleet and not the hub's own JetStream domain), and its
       monitoring endpoint on the loopback. The daemon connects to that
       server (`settings.nats.servers`), keeps its own events in the leaf's
       stream (`settings.events.stream.domain`, and `subjects = "this-node"`)
