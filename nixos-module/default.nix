@@ -65,28 +65,15 @@ let
   # $CREDENTIALS_DIRECTORY; they must be declared in `credentials`.
   credentialReferences = lib.filter (entry: !(lib.hasPrefix "/" entry.value)) fileSettings;
 
-  # Host part of a plain nats:// URL, or null for tls:// and anything else.
-  plainNatsHost = url:
-    let
-      match = builtins.match "nats://(\\[[^]]*]|[^:/]+)(:[0-9]+)?/?" url;
-    in
-    if match == null then null else lib.head match;
-
-  isLoopback = host:
-    host == "localhost" || host == "[::1]" || lib.hasPrefix "127." host;
-
   # A nats.tls file makes TLS required for nats:// URLs too.
   tlsRequired = lib.any (file: file != null) (lib.attrValues cfg.settings.nats.tls);
 
-  plaintextRemoteServers = lib.optionals (!tlsRequired) (lib.filter
-    (url:
-      let
-        host = plainNatsHost url;
-      in
-      host != null && !(isLoopback host))
-    cfg.settings.nats.servers);
+  plaintextRemoteServers = lib.optionals (!tlsRequired)
+    ((import ./leaf-node.nix).plaintextRemoteUrls "nats" cfg.settings.nats.servers);
 in
 {
+  imports = [ ./hub.nix ];
+
   options.services.cim-leaf = {
     enable = lib.mkEnableOption "cim-leaf, the node agent of a CIM leaf (NATS heartbeats and health, D-Bus status)";
 
@@ -163,8 +150,10 @@ in
       defaultText = lib.literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
       description = ''
         Whether to check the rendered configuration with
-        `cim-leaf --check-config` when the system is built. Turn it off only
-        when the build machine cannot run the package (cross-compilation).
+        `cim-leaf --check-config` when the system is built (and, with
+        {option}`services.cim-leaf.hub` and TLS files, the leaf node's
+        nats-server configuration with `nats-server -t`). Turn it off only
+        when the build machine cannot run the packages (cross-compilation).
       '';
     };
 

@@ -308,13 +308,13 @@ def start_leaf(daemons, notify, server, node_id="leaf-01", **sections):
     return leaf
 
 
-def make_certificates(directory):
-    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+def make_certificates(directory, server_names="IP:127.0.0.1,DNS:localhost"):
+    """A CA, a server certificate for `server_names` (subjectAltName) and a client certificate."""
     def openssl(*args):
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
             "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem")
-    for name, extension in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+    for name, extension in (("server", f"subjectAltName={server_names}"),
                             ("client", "extendedKeyUsage=clientAuth")):
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={name}",
                 "-keyout", f"{name}.key", "-out", f"{name}.csr")

@@ -30,7 +30,7 @@ class LeafServer(NatsServer):
 def leaf_settings(leaf_server, interval="250ms"):
     """Config sections of a daemon on `leaf_server`: events in its domain, its uplink watched."""
     return {"nats": {"servers": [leaf_server.url], "reconnect": {"wait": "100ms", "jitter": "50ms"}},
-            "events": {"stream": {"domain": leaf_server.node}},
+            "events": {"stream": {"domain": leaf_server.node, "subjects": "this-node"}},
             "uplink": {"monitor_url": leaf_server.monitor_url, "interval": interval}}
 
 

@@ -128,15 +128,20 @@ def install_daemon(root, tree):
     return notes
 
 
-def enable_jetstream(root):
-    """JetStream on Debian's nats-server as an admin turns it on: in its
-    config, with the store in a StateDirectory= (the packaged unit has
-    PrivateTmp=, so the default store under /tmp would go with each stop)."""
+# Where Debian's nats-server keeps a JetStream store: its unit has
+# PrivateTmp=, so the default store under /tmp would go with each stop.
+JETSTREAM_STORE = "/var/lib/nats-server"
+
+
+def configure_nats_server(root, settings, service=""):
+    """Settings added to Debian's /etc/nats-server.conf (host 127.0.0.1, port
+    4222) as an admin adds them, and a drop-in with the StateDirectory= for a
+    JetStream store in JETSTREAM_STORE and the `service` lines."""
     with open(root / "etc/nats-server.conf", "a") as conf:
-        conf.write('jetstream {\n  store_dir: "/var/lib/nats-server"\n}\n')
+        conf.write(settings)
     dropin = root / "etc/systemd/system/nats-server.service.d"
     dropin.mkdir(parents=True, exist_ok=True)
-    (dropin / "jetstream.conf").write_text("[Service]\nStateDirectory=nats-server\nStateDirectoryMode=0750\n")
+    (dropin / "local.conf").write_text(f"[Service]\nStateDirectory=nats-server\nStateDirectoryMode=0750\n{service}")
 
 
 @pytest.fixture(scope="module")
@@ -144,22 +149,32 @@ def boot(rootfs, install_tree):
     """boot(name, ...) -> Machine; every container is torn down after the module."""
     containers = []
 
-    def make(name, network_args=("--private-network",), nats_server=True, jetstream=False, leaf=True):
+    def make(name, network_args=("--private-network",), nats_server=True, nats_settings=None, nats_service="",
+             leaf=True, config=None, hosts="", files=None):
+        """`nats_settings` and `nats_service` go to configure_nats_server,
+        `config` (YAML) to /etc/cim-leaf/config.yaml, `hosts` to /etc/hosts;
+        `files` maps absolute paths to a (source file, mode) to copy there."""
         container = Container(name, rootfs, network_args)
         containers.append(container)
         root = container.root
+        for path, (source, mode) in (files or {}).items():
+            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / path.lstrip("/"))
+            (root / path.lstrip("/")).chmod(mode)
         for note in install_daemon(root, install_tree):
             print(f"{name}: note: {note}", file=sys.stderr)
         (root / "etc/cim-leaf").mkdir(exist_ok=True)
-        (root / "etc/cim-leaf/config.yaml").write_text(config_yaml(name))
+        (root / "etc/cim-leaf/config.yaml").write_text(config or config_yaml(name))
+        with open(root / "etc/hosts", "a") as etc_hosts:
+            etc_hosts.write(hosts)
         wants = root / "etc/systemd/system/multi-user.target.wants"
         if nats_server:
             # What the NixOS module does with nats.service, as an admin's drop-in.
             dropin = root / "etc/systemd/system/cim-leaf.service.d"
             dropin.mkdir(parents=True, exist_ok=True)
             (dropin / "nats.conf").write_text(f"[Unit]\nAfter={NATS_UNIT}\n")
-            if jetstream:
-                enable_jetstream(root)
+            if nats_settings:
+                configure_nats_server(root, nats_settings, nats_service)
         else:
             (wants / NATS_UNIT).unlink()
         if leaf and BINARY.exists():  # enabled, as services.cim-leaf.enable does on NixOS
