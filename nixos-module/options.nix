@@ -175,6 +175,18 @@
         description = "How often to ask /leafz; an answer may take this long, 2s at most. A duration like 500ms, 5s, 2m, 1h or 30d, from 100ms to 1h.";
       };
     };
+    watch = {
+      units = lib.mkOption {
+        type = lib.types.listOf (lib.types.strMatching "^[A-Za-z0-9:_.\\\\@*?-]+\\.(service|socket|target|device|mount|automount|swap|timer|path|slice|scope)\$");
+        default = [];
+        description = "Units to watch: names, or globs (cim-*.service) that also take units that appear later.";
+      };
+      critical = lib.mkOption {
+        type = lib.types.listOf (lib.types.strMatching "^[A-Za-z0-9:_.\\\\@*?-]+\\.(service|socket|target|device|mount|automount|swap|timer|path|slice|scope)\$");
+        default = [];
+        description = "Those of the watched units (names or globs) whose failure makes health failing rather than degraded.";
+      };
+    };
     log = {
       level = lib.mkOption {
         type = lib.types.enum [ "trace" "debug" "info" "warn" "error" ];
