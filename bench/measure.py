@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The benchmarks, run by bench/run.sh (which builds the C programs):
 health measures bare_responder and the cim-leaf daemon the same way and
-prints a table of ratios; events and spool are in events.py.
+prints a table of ratios; events and spool are in events.py, the fleet
+simulation in fleet.py.
 
 Everything runs on 127.0.0.1 against nats-servers started here; every loop
 is bounded in count and time. Targets are printed, never asserted: timings
@@ -16,6 +17,7 @@ import tempfile
 import time
 
 import events
+import fleet
 from common import NatsServer, Notified, free_port, print_table
 
 def proc_sample(pid):
@@ -166,13 +168,14 @@ def executable(path):
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-BENCHMARKS = ("health", "events", "spool")
+BENCHMARKS = ("health", "events", "spool", "fleet")
+DEFAULT = ("health", "events", "spool")  # the fleet, hundreds of processes for minutes, only when named
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", default=",".join(BENCHMARKS),
-                    help=f"comma-separated benchmarks to run, of {','.join(BENCHMARKS)} (default all)")
+    ap.add_argument("--only", default=",".join(DEFAULT),
+                    help=f"comma-separated benchmarks to run, of {','.join(BENCHMARKS)} (default {','.join(DEFAULT)})")
     ap.add_argument("--bin-dir", required=True, help="where health_bench and bare_responder are")
     ap.add_argument("--daemon", required=True, help="cim-leaf binary")
     ap.add_argument("--spool-bench", required=True, help="spool-bench binary")
@@ -182,12 +185,16 @@ def main():
     health.add_argument("--repeat", type=int, default=3, help="runs per responder; the median is shown")
     health.add_argument("--settle", type=float, default=5, help="idle seconds before reading VmRSS")
     health.add_argument("--idle", type=float, default=10, help="idle seconds for CPU and wakeups")
-    both = ap.add_argument_group("events and spool")
+    both = ap.add_argument_group("events, spool and fleet")
     both.add_argument("--rounds", type=int, default=4,
-                      help="rounds, each measuring both variants, the order swapped every round")
+                      help="rounds, each measuring both variants, the order swapped every round "
+                      "(fleet: each a hub outage)")
     both.add_argument("--backlog", type=int, default=10000, help="events spooled while the server is down")
     both.add_argument("--live", type=int, default=250, help="reloads (2 events each) with the server up")
     both.add_argument("--spool-events", type=int, default=500, help="events per spool-bench run")
+    simulation = ap.add_argument_group("fleet")
+    simulation.add_argument("--leaves", type=int, default=100, help="leaves: a nats-server and a daemon each")
+    simulation.add_argument("--uplink-interval", default="1s", help="the daemons' uplink.interval")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     chosen = args.only.split(",")
@@ -195,9 +202,10 @@ def main():
         ap.error(f"--only: unknown {','.join(sorted(unknown))}; choose of {','.join(BENCHMARKS)}")
 
     errors = []
-    if not executable(args.daemon) and "events" in chosen:
-        errors.append(f"events: daemon binary not found at {args.daemon} (build it, or set CIM_LEAF_BIN)")
-        chosen.remove("events")
+    for needs_daemon in ("events", "fleet"):
+        if not executable(args.daemon) and needs_daemon in chosen:
+            errors.append(f"{needs_daemon}: daemon binary not found at {args.daemon} (build it, or set CIM_LEAF_BIN)")
+            chosen.remove(needs_daemon)
     if not executable(args.spool_bench) and "spool" in chosen:
         errors.append(f"spool: spool-bench not found at {args.spool_bench} (meson compile -C build)")
         chosen.remove("spool")
@@ -222,6 +230,13 @@ def main():
                 events.spool_table(results["spool"])
             except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
                 errors.append(f"spool: {e}")
+        if "fleet" in chosen:
+            print()
+            try:
+                results["fleet"] = fleet.run(args, tmp)
+                fleet.table(results["fleet"])
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                errors.append(f"fleet: {e}")
     if errors:
         sys.stdout.flush()
         print("\n" + "\n".join(errors), file=sys.stderr)
