@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "util/ids.hpp"
+#include "util/text.hpp"
 #include "version.hpp"
 
 namespace cim {
@@ -68,6 +69,29 @@ Check uplink_check(const LiveState& live)
         uplink.state == "unknown" ? "unknown" : nullptr};
 }
 
+// A unit in trouble makes the check degraded, a critical one failing; not
+// watching (no system bus, no systemd on it) counts as degraded and says
+// `unknown`: nobody can vouch for the units then.
+Check units_check(const LiveState& live)
+{
+    const UnitsState& units = live.units;
+    int severity = units.watching ? 0 : 1;
+    nlohmann::json list = nlohmann::json::array();
+    for (const units::Unit& unit : units.units) {
+        const int own = units::in_trouble(unit) ? (unit.critical ? 2 : 1) : 0;
+        severity = std::max(severity, own);
+        list.push_back({{"unit", unit.name}, {"load_state", unit.load_state}, {"active_state", unit.active_state},
+            {"sub_state", unit.sub_state}, {"result", unit.result}, {"restarts", unit.restarts},
+            {"exit_code", unit.exit_code}, {"exit_status", unit.exit_status},
+            {"since", unit.since == std::chrono::system_clock::time_point{} ? "" : util::rfc3339(unit.since)},
+            {"critical", unit.critical}, {"status", severities[static_cast<std::size_t>(own)]}});
+    }
+    return {severity,
+        {{"watching", units.watching}, {"reason", units.reason}, {"failed", units::in_trouble(units.units)},
+            {"units", std::move(list)}},
+        !units.watching && severity < 2 ? "unknown" : nullptr};
+}
+
 Check dbus_check(const LiveState& live)
 {
     const bool disabled = live.bus == config::Bus::none;
@@ -99,6 +123,8 @@ Checks all_checks(const LiveState& live, std::chrono::system_clock::time_point n
     Checks checks{{"nats", nats_check(live)}, {"events", events_check(live, now)}};
     if (live.uplink.watched)
         checks.emplace_back("uplink", uplink_check(live));
+    if (live.units.watched)
+        checks.emplace_back("units", units_check(live));
     checks.emplace_back("dbus", dbus_check(live));
     checks.emplace_back("systemd", systemd_check(live));
     checks.emplace_back("config", config_check(live));
@@ -161,6 +187,18 @@ std::string uplink_words(const LiveState& live)
     return "; uplink unknown (" + uplink.reason + ")";
 }
 
+// "; failed units: a.service, b.service", "; units unknown (why)", or nothing.
+std::string units_words(const LiveState& live)
+{
+    const UnitsState& units = live.units;
+    if (!units.watched)
+        return {};
+    if (!units.watching)
+        return "; units unknown (" + units.reason + ")";
+    const auto failed = units::in_trouble(units.units);
+    return failed.empty() ? std::string() : "; failed units: " + util::join(failed, ", ");
+}
+
 }  // namespace
 
 std::string status_text(const LiveState& live)
@@ -172,11 +210,11 @@ std::string status_text(const LiveState& live)
         return "Connecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
     case State::connected:
         return "Connected to " + live.nats_server + ", " + std::to_string(live.heartbeats_sent) + " heartbeats sent" +
-            uplink_words(live) +
+            uplink_words(live) + units_words(live) +
             (live.events.problem.empty() ? std::string() : "; events not delivered: " + live.events.problem);
     case State::reconnecting:
         return "Reconnecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")") +
-            uplink_words(live);
+            uplink_words(live) + units_words(live);
     case State::reloading:
         return "Reloading configuration";
     case State::stopping:

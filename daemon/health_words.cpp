@@ -34,4 +34,36 @@ std::string uplink_words(const nlohmann::json& uplink)
     return out;
 }
 
+namespace {
+
+// "failed: signal, killed 9", "restarting: exit-code, exited 1", "not found"
+std::string unit_words(const nlohmann::json& unit)
+{
+    const std::string load = unit.value("load_state", "?");
+    if (load != "loaded")
+        return load == "not-found" ? "not found" : load;
+    const std::string sub = unit.value("sub_state", "");
+    std::string out = sub.starts_with("auto-restart") ? "restarting" : unit.value("active_state", "?");
+    if (const std::string result = unit.value("result", ""); !result.empty() && result != "success")
+        out += ": " + result;
+    if (const std::string code = unit.value("exit_code", ""); !code.empty())
+        out += ", " + code + " " + std::to_string(unit.value("exit_status", 0));
+    return out;
+}
+
+}  // namespace
+
+std::string units_words(const nlohmann::json& units)
+{
+    const auto list = units.value("units", nlohmann::json::array());
+    if (units.value("status", "?") == "unknown")
+        return "unknown (" + units.value("reason", "") + ")";
+    std::string out = std::to_string(list.size()) + " watched";
+    std::string trouble;
+    for (const auto& unit : list)
+        if (unit.value("status", "ok") != "ok")
+            trouble += (trouble.empty() ? "" : ", ") + unit.value("unit", "?") + " (" + unit_words(unit) + ")";
+    return out + (trouble.empty() ? ", none in trouble" : "; in trouble: " + trouble);
+}
+
 }  // namespace cim

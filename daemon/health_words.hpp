@@ -16,4 +16,8 @@ std::string events_words(const nlohmann::json& events);
 // "up to nats-leaf://10.0.0.1:7422 (rtt 1.2ms) since 2026-11-30T05:31:36.123Z"
 std::string uplink_words(const nlohmann::json& uplink);
 
+// "3 watched, none in trouble", or "3 watched; in trouble: a.service (failed:
+// signal, killed 9), b.service (not found)", or "unknown (why)"
+std::string units_words(const nlohmann::json& units);
+
 }  // namespace cim

@@ -124,6 +124,7 @@ void Leaf::serve()
     }
     delivery_.start();
     watch_uplink();
+    watch_units();
     spdlog::info("cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id,
         util::join(config_.nats.servers, "; "));
     emit(nats::make_event("started", {{"version", version_string}}));
@@ -303,6 +304,37 @@ void Leaf::on_uplink(const uplink::Monitor::Result& result)
     uplink.since = now;
 }
 
+// Watches the systemd units of watch.units, if any.
+void Leaf::watch_units()
+{
+    unit_watcher_.reset();
+    const Change change(*this);
+    live_.units = {};
+    live_.units.watched = !config_.watch.units.empty();
+    if (live_.units.watched)
+        unit_watcher_ = std::make_unique<units::Watcher>(loop_, config_.watch, [this] { on_units(); });
+}
+
+void Leaf::on_units()
+{
+    const Change change(*this);
+    units::Watch watch = unit_watcher_->state();
+    for (const nats::Event& event : unit_events_.update(watch.units, std::chrono::system_clock::now())) {
+        const auto& data = event.data;
+        if (event.event_type == "unit_failed")
+            spdlog::warn("unit {} failed ({}, {} {})", data["unit"].get<std::string>(),
+                data["result"].get<std::string>(), data["exit_code"].get<std::string>(),
+                data["exit_status"].get<int>());
+        else
+            spdlog::info("unit {} {}", data["unit"].get<std::string>(),
+                event.event_type == "unit_restarted" ? "restarted by systemd" : "recovered");
+        emit(event);
+    }
+    live_.units.watching = watch.watching;
+    live_.units.reason = std::move(watch.reason);
+    live_.units.units = std::move(watch.units);
+}
+
 void Leaf::beat()
 {
     if (!live_.nats_connected)
@@ -390,6 +422,7 @@ std::optional<std::string> Leaf::reload()
     if (errors.empty()) {
         config::Config next = std::move(*loaded.config);
         const config::UplinkConfig uplink_settings = config_.uplink;
+        const config::WatchConfig watch_settings = config_.watch;
         // A rotated secret file counts as a change too.
         const bool relink = link_settings_differ(config_, next) || *loaded.auth != auth_;
         if (next.heartbeat.interval != config_.heartbeat.interval)
@@ -414,6 +447,8 @@ std::optional<std::string> Leaf::reload()
         delivery_.reconfigure(config_);
         if (config_.uplink != uplink_settings)
             watch_uplink();
+        if (config_.watch != watch_settings)
+            watch_units();
         spdlog::info("configuration reloaded");
         emit(nats::make_event("reloaded", {{"config", options_.config_path}}, &reloading));
     } else {

@@ -19,6 +19,8 @@
 #include "nats/connection.hpp"
 #include "nats/payloads.hpp"
 #include "notify.hpp"
+#include "units/tracker.hpp"
+#include "units/watcher.hpp"
 #include "uplink/monitor.hpp"
 
 namespace cim {
@@ -90,6 +92,9 @@ private:
     void watch_uplink();
     void on_uplink(const uplink::Monitor::Result& result);
 
+    void watch_units();
+    void on_units();
+
     void beat();
     void emit(const nats::Event& event);
     void record_loss(Loss LiveState::*loss, const std::string& why);  // within a Change
@@ -122,6 +127,8 @@ private:
     events::Delivery delivery_;
     std::unique_ptr<uplink::Monitor> uplink_;
     std::string uplink_known_;  // the last "up" or "down" seen
+    std::unique_ptr<units::Watcher> unit_watcher_;
+    units::Tracker unit_events_;
     std::unique_ptr<dbus::Connection> bus_;
 
     int changes_ = 0;  // Changes in scope

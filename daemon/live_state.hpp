@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "state.hpp"
+#include "units/unit.hpp"
 
 namespace cim {
 
@@ -45,6 +46,14 @@ struct UplinkState {
     std::string reason;  // why unknown
 };
 
+// The systemd units the daemon watches (watch.units).
+struct UnitsState {
+    bool watched = false;
+    bool watching = false;  // subscribed to systemd on the system bus
+    std::string reason;  // why not
+    std::vector<units::Unit> units;  // by name
+};
+
 // Everything the daemon reports about itself: the one source for heartbeats,
 // health replies (NATS and D-Bus), D-Bus properties and systemd STATUS=.
 struct LiveState {
@@ -67,6 +76,7 @@ struct LiveState {
     Loss event_loss;
 
     UplinkState uplink;
+    UnitsState units;
 
     config::Bus bus = config::Bus::none;
     bool dbus_name_owned = false;

@@ -1,7 +1,6 @@
 #include "dbus/bus.hpp"
 
 #include <poll.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -17,7 +16,7 @@ Bus::Bus(EventLoop& loop, config::Bus bus, Control& control, Handlers handlers)
     : loop_(loop), control_(control), handlers_(std::move(handlers)),
       which_(bus == config::Bus::system ? "system" : "session")
 {
-    opening_ = std::make_unique<Opening>(loop, bus, [this](Opened opened) {
+    opening_ = std::make_unique<Opening>(loop, bus, owning_leaf_name(bus), [this](Opened opened) {
         start_deadline_ = EventSource();
         opening_.reset();
         if (opened.connection)
@@ -43,8 +42,7 @@ void Bus::adopt(std::unique_ptr<sdbus::IConnection> connection)
     connection_ = std::move(connection);
     try {
         object_ = std::make_unique<LeafObject>(*connection_, control_);
-        io_ = loop_.drive(
-            connection_->getEventLoopPollData().fd, [this] { return wants(); }, [this] { process(); });
+        io_ = drive(loop_, *connection_, [this] { process(); });
     } catch (const sdbus::Error& e) {
         disconnect();
         handlers_.failed(std::string("cannot serve ") + object_path + " on the " + which_ + " bus: " + e.getMessage());
@@ -53,21 +51,11 @@ void Bus::adopt(std::unique_ptr<sdbus::IConnection> connection)
     handlers_.owned();
 }
 
-// sd-bus closes a connection only after flushing what it has queued, waiting
-// for as long as the bus takes to read it: forever when the bus is hung.
-// Shutting the socket down first drops that instead.
 void Bus::disconnect()
 {
-    if (!connection_)
-        return;
-    try {
-        shutdown(connection_->getEventLoopPollData().fd, SHUT_RDWR);
-    } catch (const sdbus::Error&) {
-        // Closed already: sd-bus has let go of the socket.
-    }
     io_ = ExternalIo();
     object_.reset();
-    connection_.reset();
+    close(connection_);
 }
 
 void Bus::changed(const LiveState& before, const LiveState& after)
@@ -87,16 +75,6 @@ void Bus::changed(const LiveState& before, const LiveState& after)
         spdlog::warn("the {} bus is not reading what the daemon sends (hung?); PropertiesChanged is held back, "
                      "and merged, until it does",
             which_);
-    }
-}
-
-IoWants Bus::wants() const
-{
-    try {
-        const auto poll = connection_->getEventLoopPollData();
-        return {static_cast<std::uint32_t>(poll.events), poll.timeout_usec};
-    } catch (const sdbus::Error&) {
-        return {POLLIN, 0};  // at once: process() finds out what broke
     }
 }
 

@@ -38,7 +38,6 @@ public:
 private:
     void adopt(std::unique_ptr<sdbus::IConnection> connection);
     void disconnect();
-    IoWants wants() const;
     void process();
     bool backed_up() const;
     void emit_pending();

@@ -45,6 +45,8 @@ std::vector<std::string> LeafObject::changed_properties(const LiveState& before,
         names.emplace_back("EventsDropped");
     if ((before.uplink.state == "up") != (after.uplink.state == "up"))
         names.emplace_back("UplinkConnected");
+    if (units::in_trouble(before.units.units) != units::in_trouble(after.units.units))
+        names.emplace_back("FailedUnits");
     return names;
 }
 
@@ -130,6 +132,14 @@ uint64_t LeafObject::EventsDropped()
 bool LeafObject::UplinkConnected()
 {
     return control_.live().uplink.state == "up";
+}
+
+std::vector<std::string> LeafObject::FailedUnits()
+{
+    std::vector<std::string> names;
+    for (const auto& name : units::in_trouble(control_.live().units.units))
+        names.push_back(util::to_valid_utf8(name));  // systemd's names are ASCII; a glob's match is what it sent
+    return names;
 }
 
 std::string LeafObject::LastError()

@@ -41,6 +41,7 @@ private:
     uint64_t EventsPending() override;
     uint64_t EventsDropped() override;
     bool UplinkConnected() override;
+    std::vector<std::string> FailedUnits() override;
 
     Control& control_;
     bool emit_failure_logged_ = false;

@@ -33,6 +33,7 @@ void print_summary(const nlohmann::json& health)
               << " reconnects\n"
               << "  Events:     " << events_words(checks.value("events", nlohmann::json::object())) << "\n"
               << (checks.contains("uplink") ? "  Uplink:     " + uplink_words(checks["uplink"]) + "\n" : "")
+              << (checks.contains("units") ? "  Units:      " + units_words(checks["units"]) + "\n" : "")
               << "  Uptime:     " << util::duration_words(health.value("uptime_s", std::int64_t{0})) << "\n"
               << "  Heartbeats: " << health.value("heartbeats_sent", std::uint64_t{0}) << " sent, "
               << nats.value("heartbeats_refused", std::uint64_t{0}) << " refused\n"

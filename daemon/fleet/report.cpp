@@ -37,6 +37,8 @@ std::vector<std::string> problems_in(const nlohmann::json& checks)
             out.push_back("events: " + events_words(check));
         else if (name == "uplink")
             out.push_back("uplink " + uplink_words(check));
+        else if (name == "units")
+            out.push_back("units: " + units_words(check));
         else if (name == "dbus")
             out.push_back("D-Bus name not owned on the " + check.value("bus", "?") + " bus");
         else if (name == "config")
