@@ -165,6 +165,19 @@ def wait_for_event(machine, path, event, timeout, **data):
         time.sleep(0.2)
 
 
+def eventually(read, until, what, timeout=5):
+    """read()'s value once until(value) holds; after timeout seconds an
+    AssertionError with the last value (so that a missing feature reads as
+    a failed assertion, not as a broken machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if until(value):
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s; last: {value!r}"
+        time.sleep(0.2)
+
+
 def rfc3339_s(text):
     """Seconds since the epoch of an RFC 3339 UTC time as the daemon writes it."""
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

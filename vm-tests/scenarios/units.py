@@ -35,19 +35,6 @@ SIDE_UNIT = "cim-leaf-side.service"
 SIDE_CONFIG = "/run/cim-leaf-side.yaml"
 
 
-def eventually(check, what, timeout=SETTLE_S):
-    """check()'s value once it is truthy; an AssertionError with the last
-    value after timeout seconds (so that a missing feature reads as a failed
-    assertion, not as a broken machine)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (last: {value!r})"
-        time.sleep(0.2)
-
-
 def units_check(machine, node):
     """checks.units of node's health, asked on NATS."""
     reply = nats_health(machine, node)
@@ -61,12 +48,12 @@ def listed(units):
 
 
 def wait_for_units(machine, node, predicate, what, timeout=SETTLE_S):
-    """node's health once predicate(health) holds, checks.units required."""
-    def check():
+    """node's health (asked on NATS, checks.units required) once predicate(health) holds."""
+    def read():
         reply = nats_health(machine, node)
         assert "units" in reply["checks"], f"health has no checks.units: {reply}"
-        return reply if predicate(reply) else None
-    return eventually(check, what, timeout)
+        return reply
+    return eventually(read, predicate, what, timeout)
 
 
 def kill_unit(machine, unit):
@@ -132,8 +119,9 @@ def units_failed(machine, nats_unit, **_):
     assert entry["active_state"] == "failed" and entry["status"] == "degraded", entry
     assert listed(units)[CRITICAL_UNIT]["status"] == "ok", units
     assert health(machine)["status"] == "degraded"
-    eventually(lambda: failed_units_property(machine) == [DEMO_UNIT], f"FailedUnits == [{DEMO_UNIT}]")
-    eventually(lambda: f"failed units: {DEMO_UNIT}" in unit_property(machine, "StatusText"),
+    eventually(lambda: failed_units_property(machine), lambda value: value == [DEMO_UNIT],
+               f"FailedUnits == [{DEMO_UNIT}]")
+    eventually(lambda: unit_property(machine, "StatusText"), lambda text: f"failed units: {DEMO_UNIT}" in text,
                f"STATUS= naming {DEMO_UNIT}")
     status = machine.succeed("cim-leaf status")
     assert re.search(rf"^\s*units:.*{re.escape(DEMO_UNIT)}", status, re.I | re.M), status
@@ -155,8 +143,9 @@ def units_recovered(machine, nats_unit, **_):
     assert (data["active_state"], data["sub_state"]) == ("active", "running") and data["down_s"] >= 0, data
     reply = wait_for_units(machine, node, lambda h: h["status"] == "ok", "health ok again")
     assert reply["checks"]["units"]["failed"] == [], reply
-    eventually(lambda: failed_units_property(machine) == [], "FailedUnits empty")
-    eventually(lambda: "failed units" not in unit_property(machine, "StatusText"), "STATUS= without failed units")
+    eventually(lambda: failed_units_property(machine), lambda value: value == [], "FailedUnits empty")
+    eventually(lambda: unit_property(machine, "StatusText"), lambda text: "failed units" not in text,
+               "STATUS= without failed units")
 
 
 def units_restarted(machine, nats_unit, **_):
