@@ -35,11 +35,11 @@ SIDE_UNIT = "cim-leaf-side.service"
 SIDE_CONFIG = "/run/cim-leaf-side.yaml"
 
 
-def units_check(machine, node):
-    """checks.units of node's health, asked on NATS."""
+def health_with_units(machine, node):
+    """node's health, asked on NATS, which must have checks.units."""
     reply = nats_health(machine, node)
     assert "units" in reply["checks"], f"health has no checks.units: {reply}"
-    return reply["checks"]["units"]
+    return reply
 
 
 def listed(units):
@@ -48,12 +48,8 @@ def listed(units):
 
 
 def wait_for_units(machine, node, predicate, what, timeout=SETTLE_S):
-    """node's health (asked on NATS, checks.units required) once predicate(health) holds."""
-    def read():
-        reply = nats_health(machine, node)
-        assert "units" in reply["checks"], f"health has no checks.units: {reply}"
-        return reply
-    return eventually(read, predicate, what, timeout)
+    """node's health once predicate(health) holds."""
+    return eventually(lambda: health_with_units(machine, node), predicate, what, timeout)
 
 
 def kill_unit(machine, unit):
@@ -72,14 +68,10 @@ def units_up(machine, nats_unit):
     return node
 
 
-def failed_units_property(machine):
-    return bus_property(machine, "FailedUnits")
-
-
 def units_health(machine, nats_unit, **_):
     """checks.units lists every watched unit with its state; all running: ok, FailedUnits empty"""
     node = units_up(machine, nats_unit)
-    reply = nats_health(machine, node)
+    reply = health_with_units(machine, node)
     units = reply["checks"]["units"]
     assert reply["status"] == "ok", reply
     assert units["watching"] is True and units["reason"] == "" and units["failed"] == [], units
@@ -92,7 +84,7 @@ def units_health(machine, nats_unit, **_):
         assert entry["status"] == "ok" and entry["critical"] is (unit in CRITICAL_UNITS), entry
         assert isinstance(entry["restarts"], int) and entry["since"].endswith("Z"), entry
     assert health(machine)["checks"]["units"] == units, "GetHealth on D-Bus tells another story than NATS"
-    assert failed_units_property(machine) == []
+    assert bus_property(machine, "FailedUnits") == []
     assert "failed units" not in unit_property(machine, "StatusText")
     status = machine.succeed("cim-leaf status")
     assert re.search(r"^\s*units:", status, re.I | re.M), f"no units line in `cim-leaf status`:\n{status}"
@@ -119,14 +111,13 @@ def units_failed(machine, nats_unit, **_):
     assert entry["active_state"] == "failed" and entry["status"] == "degraded", entry
     assert listed(units)[CRITICAL_UNIT]["status"] == "ok", units
     assert health(machine)["status"] == "degraded"
-    eventually(lambda: failed_units_property(machine), lambda value: value == [DEMO_UNIT],
+    eventually(lambda: bus_property(machine, "FailedUnits"), lambda value: value == [DEMO_UNIT],
                f"FailedUnits == [{DEMO_UNIT}]")
     eventually(lambda: unit_property(machine, "StatusText"), lambda text: f"failed units: {DEMO_UNIT}" in text,
                f"STATUS= naming {DEMO_UNIT}")
     status = machine.succeed("cim-leaf status")
     assert re.search(rf"^\s*units:.*{re.escape(DEMO_UNIT)}", status, re.I | re.M), status
-    # Watching never touches the daemon's own unit.
-    assert unit_property(machine, "ActiveState") == "active"
+    assert unit_property(machine, "ActiveState") == "active", "cim-leaf itself went down"
 
 
 def units_recovered(machine, nats_unit, **_):
@@ -143,7 +134,7 @@ def units_recovered(machine, nats_unit, **_):
     assert (data["active_state"], data["sub_state"]) == ("active", "running") and data["down_s"] >= 0, data
     reply = wait_for_units(machine, node, lambda h: h["status"] == "ok", "health ok again")
     assert reply["checks"]["units"]["failed"] == [], reply
-    eventually(lambda: failed_units_property(machine), lambda value: value == [], "FailedUnits empty")
+    eventually(lambda: bus_property(machine, "FailedUnits"), lambda value: value == [], "FailedUnits empty")
     eventually(lambda: unit_property(machine, "StatusText"), lambda text: "failed units" not in text,
                "STATUS= without failed units")
 
@@ -151,7 +142,7 @@ def units_recovered(machine, nats_unit, **_):
 def units_restarted(machine, nats_unit, **_):
     """a unit systemd restarts (Restart=on-failure): unit_failed while it waits, unit_restarted, unit_recovered"""
     node = units_up(machine, nats_unit)
-    before = listed(units_check(machine, node))[RESTARTING_UNIT]["restarts"]
+    before = listed(health_with_units(machine, node)["checks"]["units"])[RESTARTING_UNIT]["restarts"]
     assert int(unit_property(machine, "NRestarts", RESTARTING_UNIT)) == before
     with recording_events(machine, node, EVENTS_LOG) as path:
         kill_unit(machine, RESTARTING_UNIT)
@@ -197,7 +188,7 @@ def units_glob(machine, nats_unit, **_):
     machine.succeed(f"printf '[Service]\\nExecStart={sleep} infinity\\n' >/run/systemd/system/{unit}",
                     "systemctl daemon-reload")
     try:
-        assert unit not in listed(units_check(machine, node))
+        assert unit not in listed(health_with_units(machine, node)["checks"]["units"])
         machine.succeed(f"systemctl start {unit}")
         reply = wait_for_units(machine, node, lambda h: unit in listed(h["checks"]["units"]),
                                f"{unit} (matching {GLOB}) listed")
