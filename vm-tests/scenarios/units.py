@@ -33,6 +33,9 @@ SETTLE_S = 5
 EVENTS_LOG = "/tmp/cim-units-events"
 SIDE_UNIT = "cim-leaf-side.service"
 SIDE_CONFIG = "/run/cim-leaf-side.yaml"
+# Commands run under `set -euo pipefail`, on NixOS as on Debian.
+STOP_SIDE = (f"systemctl stop {SIDE_UNIT} 2>/dev/null || true; "
+             f"systemctl reset-failed {SIDE_UNIT} 2>/dev/null || true")
 
 
 def health_with_units(machine, node):
@@ -198,7 +201,7 @@ def units_glob(machine, nats_unit, **_):
             kill_unit(machine, unit)
             wait_for_event(machine, path, "unit_failed", REWATCH_WITHIN_S, unit=unit)
     finally:
-        machine.succeed(f"systemctl stop {unit}; systemctl reset-failed {unit} 2>/dev/null || true",
+        machine.succeed(f"systemctl stop {unit} || true; systemctl reset-failed {unit} 2>/dev/null || true",
                         f"rm -f /run/systemd/system/{unit}", "systemctl daemon-reload")
     wait_for_units(machine, node, lambda h: h["status"] == "ok", "health ok with the glob's unit gone")
 
@@ -232,7 +235,7 @@ def side_daemon(machine, node, units):
     config = {"node": {"id": side}, "nats": {"servers": [NATS_URL]}, "heartbeat": {"interval": "1s"},
               "dbus": {"bus": "none"}, "watch": {"units": units}}
     binary = machine.succeed("readlink -f $(command -v cim-leaf)").strip()
-    machine.succeed(f"systemctl stop {SIDE_UNIT} 2>/dev/null; systemctl reset-failed {SIDE_UNIT} 2>/dev/null || true",
+    machine.succeed(STOP_SIDE,
                     # JSON is YAML.
                     f"echo '{json.dumps(config)}' >{SIDE_CONFIG}", f"chmod 0644 {SIDE_CONFIG}",
                     # Returns once the daemon is ready (Type=notify): connected to NATS.
@@ -241,7 +244,7 @@ def side_daemon(machine, node, units):
     try:
         yield side
     finally:
-        machine.succeed(f"systemctl stop {SIDE_UNIT}; systemctl reset-failed {SIDE_UNIT} 2>/dev/null || true",
+        machine.succeed(STOP_SIDE,
                         f"rm -f {SIDE_CONFIG}")
 
 
