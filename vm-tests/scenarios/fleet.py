@@ -223,7 +223,7 @@ def fleet_unit_failed(machines, nats_unit, **_):
     leaf, node = leaves[0], nodes[0]
     try:
         with recording_events(hub, node, "/tmp/cim-fleet-unit-events") as path:
-            leaf.succeed(f"systemctl kill -s KILL {FLEET_WATCHED_UNIT}")
+            kill_unit(leaf, FLEET_WATCHED_UNIT)
             event = wait_for_event(hub, path, "unit_failed", 10, unit=FLEET_WATCHED_UNIT)
         assert event["node"] == node and event["data"]["exit_code"] == "killed", event
 

@@ -178,6 +178,14 @@ def eventually(read, until, what, timeout=5):
         time.sleep(0.2)
 
 
+def kill_unit(machine, unit):
+    """SIGKILL to the unit's main process: an abnormal stop, not a systemctl
+    stop. The machine's time (s since the epoch) right after. Main only: on
+    systemd 252 in a container, signalling the rest of the cgroup can fail
+    with EIO although the main process got it."""
+    return float(machine.succeed(f"systemctl kill --kill-whom=main -s KILL {unit} && date +%s.%N"))
+
+
 def rfc3339_s(text):
     """Seconds since the epoch of an RFC 3339 UTC time as the daemon writes it."""
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

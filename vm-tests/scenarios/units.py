@@ -55,12 +55,6 @@ def wait_for_units(machine, node, predicate, what, timeout=SETTLE_S):
     return eventually(lambda: health_with_units(machine, node), predicate, what, timeout)
 
 
-def kill_unit(machine, unit):
-    """SIGKILL to the unit's processes: an abnormal stop, not a systemctl
-    stop. The machine's time (s since the epoch) right after."""
-    return float(machine.succeed(f"systemctl kill -s KILL {unit} && date +%s.%N"))
-
-
 def units_up(machine, nats_unit):
     """The daemon connected, every demo unit running and reported ok."""
     node = ensure_up(machine, nats_unit)
