@@ -144,7 +144,9 @@ in
       monitoring endpoint on the loopback. The daemon connects to that
       server (`settings.nats.servers`), keeps its own events in the leaf's
       stream (`settings.events.stream.domain`, and `subjects = "this-node"`)
-      and watches the uplink (`settings.uplink.monitor_url`). The leaf node's client port listens
+      and watches the uplink (`settings.uplink.monitor_url`) and the leaf
+      node's unit (`nats.service` is added to `settings.watch.units`, beside
+      the units given there). The leaf node's client port listens
       on the loopback only ({option}`services.nats.settings.host`): it takes
       clients without authentication and acts with the hub credentials'
       rights. Unset: the daemon connects straight to
@@ -203,6 +205,9 @@ in
       lib.mkMerge [
         (lib.mapAttrsRecursive (path: lib.mkDefault) (builtins.removeAttrs defaults [ "nats" ]))
         { nats.servers = lib.mkIf (cfg.natsUrl == null) (lib.mkDefault defaults.nats.servers); }
+        # No default: a list definition, concatenated with the user's units
+        # (lib.mkForce on settings.watch.units leaves it out).
+        { watch.units = leafNode.watchedUnits; }
       ];
 
     services.nats = {

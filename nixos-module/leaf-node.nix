@@ -101,6 +101,10 @@ rec {
     uplink.monitor_url = "http://127.0.0.1:${toString hub.monitorPort}";
   };
 
+  # Units the module adds to settings.watch.units, beside the user's own:
+  # the leaf node the daemon runs on, as nixpkgs' services.nats names it.
+  watchedUnits = [ "nats.service" ];
+
   # `settings` without the TLS files under credentialsDir, which exist only
   # at run time but which `nats-server -t` reads (it does not read a
   # remote's credentials file): what the build can check.

@@ -10,4 +10,5 @@ in
   vm-single = callTest ./single.nix;
   vm-fleet = callTest ./fleet.nix;
   vm-lifecycle = callTest ./lifecycle.nix;
+  vm-units = callTest ./units.nix;
 }

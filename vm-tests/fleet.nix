@@ -5,7 +5,9 @@
 # both leaves; with the hub down each leaf stays connected to its own leaf
 # node, says its uplink is down and keeps acknowledging events (also across a
 # restart); with the hub back, a hub stream sourcing both leaves' streams
-# holds every event once, in seq order; `cim-leaf fleet` on the hub lists both.
+# holds every event once, in seq order; `cim-leaf fleet` on the hub lists both,
+# and, once a watched unit on a leaf is killed, shows that leaf degraded with
+# the unit named, after its unit_failed event reached the hub.
 { pkgs, cimLeafModule }:
 
 let
@@ -40,7 +42,15 @@ let
         node.id = nodeId;
         heartbeat.interval = "1s";
         uplink.interval = "1s";
+        # Beside nats.service, which the hub option adds.
+        watch.units = [ "cim-demo.service" ];
       };
+    };
+
+    # scenarios/fleet.py: FLEET_WATCHED_UNIT, started by the scenario.
+    systemd.services.cim-demo = {
+      description = "cim-leaf test unit";
+      serviceConfig.ExecStart = "${pkgs.coreutils}/bin/sleep infinity";
     };
 
     environment.systemPackages = [ pkgs.natscli ];

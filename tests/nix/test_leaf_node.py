@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from harness import ROOT, NatsServer, free_port, leaf_config, make_certificates, wait_until
+from harness import BIN, ROOT, NatsServer, free_port, leaf_config, make_certificates, wait_until
 from nats_client import Client
 from test_nix import nix
 from topology import aggregate
@@ -26,6 +26,14 @@ def leaf_node(expression, **args):
     """`expression` over `l` = import nixos-module/leaf-node.nix and `a` = args, evaluated by Nix."""
     result = nix("--eval", "--strict", "--json", "--argstr", "args", json.dumps(args), "-E",
                  f"{{ args }}: let l = import {LEAF_NODE_NIX}; a = builtins.fromJSON args; in {expression}")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def nix_matches(pattern, text):
+    """Whether Nix's builtins.match (as a generated strMatching type) takes text."""
+    result = nix("--eval", "--argstr", "p", pattern, "--argstr", "s", text,
+                 "-E", "{ p, s }: builtins.match p s != null")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -120,9 +128,7 @@ def test_node_id_type_admits_only_valid_domains_and_server_names(tmp_path, node,
     nats-server refuses as either, so no assertion is needed for it."""
     schema = json.loads((ROOT / "proto" / "config.schema.json").read_text())
     pattern = schema["properties"]["node"]["properties"]["id"]["pattern"]
-    result = nix("--eval", "--argstr", "p", pattern, "--argstr", "s", node, "-E", "{ p, s }: builtins.match p s != null")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ("true" if valid else "false")
+    assert nix_matches(pattern, node) is valid
     server = RenderedServer(tmp_path, {"server_name": node, "port": free_port(), "host": "127.0.0.1",
                                        "jetstream": {"domain": node, "store_dir": str(tmp_path / "js")}}, "node")
     if valid:
@@ -130,6 +136,26 @@ def test_node_id_type_admits_only_valid_domains_and_server_names(tmp_path, node,
     else:
         with pytest.raises(RuntimeError, match="invalid domain name|server name cannot contain spaces"):
             server.start()
+
+
+def test_the_leaf_watches_its_nats_server_under_a_name_the_option_and_the_daemon_take(tmp_path):
+    """services.cim-leaf.hub adds watchedUnits to settings.watch.units: each
+    must pass the generated option type (its pattern, as Nix reads it), and
+    the rendered settings, with a unit of the user's beside them, the
+    build-time `cim-leaf --check-config`."""
+    units = leaf_node("l.watchedUnits")
+    assert units == ["nats.service"]
+    schema = json.loads((ROOT / "proto" / "config.schema.json").read_text())
+    pattern = schema["properties"]["watch"]["properties"]["units"]["items"]["pattern"]
+    for unit in units:
+        assert nix_matches(pattern, unit), f"{unit} does not match the watch.units type {pattern}"
+    settings = leaf_node("l.daemonSettings { inherit (a) nodeId hub port; }", nodeId=NODE,
+                         hub=hub_option(["tls://hub:7422"]), port=4222)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({**settings, "node": {"id": NODE},
+                                  "watch": {"units": [*units, "cim-*.service"], "critical": units}}))
+    result = subprocess.run([str(BIN), "--check-config", "--config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_build_time_check_does_not_read_the_credentials_file(tmp_path):

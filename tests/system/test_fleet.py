@@ -18,7 +18,7 @@ from conftest import JETSTREAM_STORE, NATS_UNIT, load_scenario, steps_as_params
 from harness import make_certificates
 
 SCENARIO = load_scenario("fleet")
-XFAIL = {}
+XFAIL = {"fleet_unit_failed": "needs the units watcher (issue 12), being written on another branch"}
 HUB_ADDRESS = "10.231.0.1"
 LEAVES = ["leaf1", "leaf2"]
 
@@ -64,7 +64,14 @@ events:
 uplink:
   monitor_url: http://127.0.0.1:8222
   interval: 1s
+watch:
+  units: [{NATS_UNIT}, {SCENARIO["FLEET_WATCHED_UNIT"]}]
 """
+
+
+# The scenario's watched unit (the leaf node's own unit is watched too, as
+# services.cim-leaf.hub adds it); the scenario starts it.
+DEMO_UNIT = "[Service]\nExecStart=/bin/sleep infinity\n"
 
 
 def new_namespace():
@@ -116,15 +123,18 @@ def fleet(boot, network, need_daemon_module, tmp_path_factory):
         return [f"--network-namespace-path={network[name]}"]
     hub_files = {f"{TLS_DIR}/hub.pem": (certificates / "server.pem", 0o600),
                  f"{TLS_DIR}/hub.key": (certificates / "server.key", 0o600)}
+    demo_unit = tmp_path_factory.mktemp("units") / SCENARIO["FLEET_WATCHED_UNIT"]
+    demo_unit.write_text(DEMO_UNIT)
     machines = [boot("hub", on("hub"), nats_settings=HUB_NATS, nats_service=HUB_SERVICE, leaf=False,
                      files=hub_files)]
     for node in LEAVES:
         machines.append(boot(node, on(node), nats_settings=leaf_nats(node), nats_service=LEAF_SERVICE,
                              config=leaf_config(node), hosts=f"{HUB_ADDRESS} hub\n",
-                             files={f"{TLS_DIR}/ca.pem": (certificates / "ca.pem", 0o600)}))
+                             files={f"{TLS_DIR}/ca.pem": (certificates / "ca.pem", 0o600),
+                                    f"/etc/systemd/system/{demo_unit.name}": (demo_unit, 0o644)}))
     return machines
 
 
-@pytest.mark.parametrize("step", steps_as_params(SCENARIO["FLEET_STEPS"], XFAIL))
+@pytest.mark.parametrize("step", steps_as_params(SCENARIO["FLEET_STEPS"], XFAIL, raises=AssertionError))
 def test_fleet(fleet, step):
     step(fleet, nats_unit=NATS_UNIT)

@@ -43,6 +43,7 @@ CALLS = {
                  '    m.succeed(f"/run/booted-system/specialisation/{variant}/bin/switch-to-configuration test")\n'
                  'run_lifecycle(machine, nats_unit="nats.service", apply_config=apply_config,'
                  ' can_write_bad_config=False)',
+    "units": 'run_units(machine, nats_unit="nats.service")',
 }
 
 

@@ -14,6 +14,9 @@ FLEET_STREAM = "CIM_FLEET_EVENTS"
 # the connection close at once, and the daemon asks /leafz every
 # uplink.interval (1 s in these tests) and waits at most that for an answer.
 UPLINK_DOWN_WITHIN_S = 10
+# A service on each leaf (sleep infinity, Restart=no) in watch.units, beside
+# the leaf node's own unit that services.cim-leaf.hub adds there.
+FLEET_WATCHED_UNIT = "cim-demo.service"
 
 
 def wait_for_uplink(machine, connected, timeout=60):
@@ -38,7 +41,8 @@ def fleet_up(machines, nats_unit):
     for leaf in leaves:
         leaf.start()
         leaf.wait_for_unit("multi-user.target", timeout=300)
-        leaf.succeed(f"systemctl start {nats_unit} {LEAF}")
+        leaf.succeed(f"systemctl reset-failed {FLEET_WATCHED_UNIT} 2>/dev/null || true",
+                     f"systemctl start {nats_unit} {LEAF} {FLEET_WATCHED_UNIT}")
         wait_for_state(leaf, "connected")
         wait_for_uplink(leaf, True)
         nodes.append(bus_property(leaf, "NodeId"))
@@ -213,7 +217,31 @@ def fleet_view(machines, nats_unit, **_):
     hub.fail(f"cim-leaf fleet --server {NATS_URL} --expect {len(nodes) + 1} --timeout 2s")
 
 
-FLEET_STEPS = [fleet_fanout, fleet_hub_outage, fleet_outage_events, fleet_view]
+def fleet_unit_failed(machines, nats_unit, **_):
+    """a watched unit killed on a leaf: unit_failed reaches the hub, and `cim-leaf fleet` there shows the leaf degraded with a line naming the unit"""
+    hub, leaves, nodes = fleet_up(machines, nats_unit)
+    leaf, node = leaves[0], nodes[0]
+    try:
+        with recording_events(hub, node, "/tmp/cim-fleet-unit-events") as path:
+            kill_unit(leaf, FLEET_WATCHED_UNIT)
+            event = wait_for_event(hub, path, "unit_failed", 10, unit=FLEET_WATCHED_UNIT)
+        assert event["node"] == node and event["data"]["exit_code"] == "killed", event
+
+        def rows(out):
+            """node -> the words of its row in the table"""
+            words = [line.split() for line in out.splitlines()]
+            return {row[0]: row for row in words if row and row[0] in nodes}
+        # Degraded is not failing: the command still exits 0.
+        out = eventually(lambda: hub.succeed(f"cim-leaf fleet --server {NATS_URL} --expect {len(nodes)}"),
+                         lambda text: "degraded" in rows(text).get(node, []), f"{node} degraded in the fleet view")
+        assert all(rows(out)[other][1] == "ok" for other in nodes[1:]), out
+        problems = [line for line in out.splitlines() if line.startswith(f"{node}: units:")]
+        assert len(problems) == 1 and FLEET_WATCHED_UNIT in problems[0], f"no units line naming the unit:\n{out}"
+    finally:
+        leaf.succeed(f"systemctl restart {FLEET_WATCHED_UNIT}")
+
+
+FLEET_STEPS = [fleet_fanout, fleet_hub_outage, fleet_outage_events, fleet_view, fleet_unit_failed]
 
 
 def run_fleet(hub, leaves, nats_unit="nats.service"):

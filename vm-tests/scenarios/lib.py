@@ -9,6 +9,8 @@
 # Every step takes the machine(s) and keyword options and first brings the
 # system to the known good state, so a step can also run on its own.
 import base64
+import contextlib
+import datetime
 import json
 import re
 import time
@@ -123,6 +125,70 @@ def read_event(machine, path, event):
     (payload,) = parse_json_stream(machine.succeed(f"cat {path}"))
     assert payload["event_type"] == event, payload
     return payload
+
+
+def nats_health(machine, node):
+    """The node's health JSON, asked on NATS."""
+    (reply,) = parse_json_stream(machine.succeed(nats(f"req --raw cim.leaf.{node}.health ''")))
+    assert reply["type"] == "io.cim.leaf.v1.health" and reply["node"] == node, reply
+    return reply
+
+
+@contextlib.contextmanager
+def recording_events(machine, node, path):
+    """Every event of node published inside the block, recorded into path on
+    machine; read them with recorded_events or wait_for_event."""
+    machine.succeed(f"rm -f {path}; (" + nats(f"sub --raw 'cim.leaf.{node}.events.>'")
+                    + f" >{path} 2>&1 & echo $! >{path}.pid)")
+    time.sleep(1)  # the subscription must be in place before the first event
+    try:
+        yield path
+    finally:
+        machine.execute(f"kill $(cat {path}.pid); rm -f {path}.pid")
+
+
+def recorded_events(machine, path):
+    return [payload for payload in parse_json_stream(machine.succeed(f"cat {path}")) if "event_type" in payload]
+
+
+def wait_for_event(machine, path, event, timeout, **data):
+    """The first recorded `event` whose data has these values, within timeout
+    seconds (an AssertionError naming what came instead if none)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = recorded_events(machine, path)
+        for payload in events:
+            if payload["event_type"] == event and all(payload["data"].get(k) == v for k, v in data.items()):
+                return payload
+        seen = [(payload["event_type"], payload["data"]) for payload in events]
+        assert time.monotonic() < deadline, f"no {event} with {data} within {timeout} s; recorded: {seen}"
+        time.sleep(0.2)
+
+
+def eventually(read, until, what, timeout=5):
+    """read()'s value once until(value) holds; after timeout seconds an
+    AssertionError with the last value (so that a missing feature reads as
+    a failed assertion, not as a broken machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if until(value):
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s; last: {value!r}"
+        time.sleep(0.2)
+
+
+def kill_unit(machine, unit):
+    """SIGKILL to the unit's main process: an abnormal stop, not a systemctl
+    stop. The machine's time (s since the epoch) right after. Main only: on
+    systemd 252 in a container, signalling the rest of the cgroup can fail
+    with EIO although the main process got it."""
+    return float(machine.succeed(f"systemctl kill --kill-whom=main -s KILL {unit} && date +%s.%N"))
+
+
+def rfc3339_s(text):
+    """Seconds since the epoch of an RFC 3339 UTC time as the daemon writes it."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def is_connected_status(text):
