@@ -182,32 +182,54 @@ void Watcher::flush()
     changed_();
 }
 
+// Named units are read whatever state they are in. Units a glob takes are
+// those systemd has loaded: ListUnitsByPatterns loads nothing, while reading
+// a unit's properties loads it. So an inactive one, which systemd unloads
+// again when nothing needs it, is never read: each read would load it again,
+// announce it (UnitNew), and so on.
 void Watcher::read_all()
 {
-    for (const auto& pattern : settings_.units)
-        if (!glob(pattern))
-            track(pattern);
     std::vector<std::string> globs;
     for (const auto& pattern : settings_.units)
         if (glob(pattern))
             globs.push_back(pattern);
-    if (globs.empty())
-        return;
+        else
+            track(pattern);
+    if (!globs.empty())
+        list(globs, true);
+}
+
+// Takes the loaded units that match `patterns`; `complete`: these are all
+// the globs, so a unit a glob took that is not listed has been unloaded.
+void Watcher::list(const std::vector<std::string>& patterns, bool complete)
+{
     manager_->callMethodAsync("ListUnitsByPatterns")
         .onInterface(manager_interface)
         .withTimeout(call_timeout)
-        .withArguments(std::vector<std::string>{}, globs)
-        .uponReplyInvoke([this](const sdbus::Error* error, std::vector<Listed> listed) {
+        .withArguments(std::vector<std::string>{}, patterns)
+        .uponReplyInvoke([this, complete](const sdbus::Error* error, std::vector<Listed> listed) {
             if (error) {
                 spdlog::warn("cannot list the units matching watch.units: {}", error->getMessage());
                 return;
             }
             std::set<std::string> loaded;
-            for (const auto& unit : listed) {
-                loaded.insert(unit.get<0>());
-                track(unit.get<0>());
+            for (const auto& entry : listed) {
+                const std::string& name = entry.get<0>();
+                loaded.insert(name);
+                auto [unit, added] = units_.try_emplace(name);
+                if (added)
+                    start_tracking(unit->second, name);
+                Unit& known = unit->second;
+                const Unit before = known;
+                known.load_state = entry.get<2>();
+                known.active_state = entry.get<3>();
+                known.sub_state = entry.get<4>();
+                dirty_ = dirty_ || known != before;
+                if (known.active_state != "inactive")
+                    read_properties(name);
             }
-            // Unloaded while nobody was looking (the bus was away).
+            if (!complete)
+                return;
             std::erase_if(units_, [&](const auto& entry) {
                 const bool gone = !named(entry.first) && !loaded.contains(entry.first);
                 if (gone) {
@@ -220,18 +242,26 @@ void Watcher::read_all()
         });
 }
 
-// Watches `name` from now on, and reads its state.
+void Watcher::start_tracking(Unit& unit, const std::string& name)
+{
+    unit.name = name;
+    unit.critical = matches(settings_.critical, name);
+    names_.emplace(object_path(name), name);
+    dirty_ = true;
+}
+
+// Watches the named unit `name` from now on, and reads its state.
 void Watcher::track(const std::string& name)
 {
     auto [unit, added] = units_.try_emplace(name);
-    if (added) {
-        unit->second.name = name;
-        unit->second.critical = matches(settings_.critical, name);
-        names_.emplace(object_path(name), name);
-        dirty_ = true;
-    }
-    if (!connection_)
-        return;
+    if (added)
+        start_tracking(unit->second, name);
+    if (connection_)
+        read_properties(name);
+}
+
+void Watcher::read_properties(const std::string& name)
+{
     read(name, unit_interface);
     if (name.ends_with(".service"))
         read(name, service_interface);
@@ -248,10 +278,12 @@ void Watcher::read(const std::string& name, const char* interface)
         .withArguments(std::string(interface))
         .uponReplyInvoke([this, name, interface = std::string(interface)](
                              const sdbus::Error* error, std::map<std::string, sdbus::Variant> properties) {
-            if (error)
-                spdlog::warn("cannot read the state of {}: {}", name, error->getMessage());
-            else
+            if (!error) {
+                unreadable_.erase(name);
                 apply(name, interface, properties);
+            } else if (unreadable_.insert(name).second) {
+                spdlog::warn("cannot read the state of {}: {}", name, error->getMessage());
+            }
         });
 }
 
@@ -287,11 +319,10 @@ void Watcher::on_properties_changed(sdbus::Message& message)
     try {
         std::string interface;
         Properties changed;
-        std::vector<std::string> invalidated;
-        message >> interface >> changed >> invalidated;
+        message >> interface >> changed;
+        // What is read here systemd sends with its value; what it only
+        // invalidates is not read here, so reading never loads a unit.
         apply(name->second, interface, changed);
-        if (!invalidated.empty() && (interface == unit_interface || interface == service_interface))
-            read(name->second, interface == unit_interface ? unit_interface : service_interface);
     } catch (const sdbus::Error& e) {
         spdlog::warn("a PropertiesChanged of {} not as systemd sends it: {}", name->second, e.getMessage());
     }
@@ -305,7 +336,7 @@ void Watcher::on_manager_signal(sdbus::Message& message)
             std::string name;
             message >> name;
             if (!units_.contains(name) && matches(settings_.units, name))
-                track(name);
+                list({name}, false);
         } else if (member == "UnitRemoved") {
             // Unloaded: stopped and needed by nothing. A unit named in
             // watch.units stays, in its last state; one a glob took goes.

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -52,7 +53,10 @@ private:
     void process();
     void flush();
     void read_all();
+    void list(const std::vector<std::string>& patterns, bool complete);
+    void start_tracking(Unit& unit, const std::string& name);
     void track(const std::string& name);
+    void read_properties(const std::string& name);
     void read(const std::string& name, const char* interface);
     void apply(const std::string& name, const std::string& interface, const Properties& properties);
     void on_properties_changed(sdbus::Message& message);
@@ -76,6 +80,7 @@ private:
 
     std::map<std::string, Unit> units_;  // by name
     std::map<std::string, std::string> names_;  // unit name by object path
+    std::set<std::string> unreadable_;  // a read failed, and was logged
     bool watching_ = false;
     std::string reason_ = "connecting to the system bus";
     bool logged_ = false;  // reason_ has been logged

@@ -18,7 +18,7 @@ from conftest import JETSTREAM_STORE, NATS_UNIT, load_scenario, steps_as_params
 from harness import make_certificates
 
 SCENARIO = load_scenario("fleet")
-XFAIL = {"fleet_unit_failed": "needs the units watcher (issue 12), being written on another branch"}
+XFAIL = {}
 HUB_ADDRESS = "10.231.0.1"
 LEAVES = ["leaf1", "leaf2"]
 
