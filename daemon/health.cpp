@@ -209,8 +209,8 @@ std::string status_text(const LiveState& live)
     case State::connecting:
         return "Connecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")");
     case State::connected:
-        return "Connected to " + live.nats_server + ", " + std::to_string(live.heartbeats_sent) + " heartbeats sent" +
-            uplink_words(live) + units_words(live) +
+        // Nothing that changes with every heartbeat: each new STATUS= wakes PID 1.
+        return "Connected to " + live.nats_server + uplink_words(live) + units_words(live) +
             (live.events.problem.empty() ? std::string() : "; events not delivered: " + live.events.problem);
     case State::reconnecting:
         return "Reconnecting to NATS" + (live.last_error.empty() ? std::string() : " (" + live.last_error + ")") +

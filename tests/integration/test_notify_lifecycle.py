@@ -143,6 +143,18 @@ def test_sighup_storm_leaves_daemon_ready(daemons, notify):
     assert leaf.stop() == 0
 
 
+def test_no_status_while_nothing_an_operator_reads_changes(daemons, notify, nats_server):
+    # Each STATUS= wakes PID 1: heartbeats alone must not send one.
+    leaf = daemons(leaf_config(nats_server), notify=notify).start()  # a heartbeat every 200 ms
+    index, _ = notify.wait_for("READY", "1")
+    time.sleep(2)
+    assert [fields for _, fields, _ in notify.snapshot()[index + 1:]] == []
+    nats_server.kill()  # what it says changes: one STATUS=
+    leaf.wait_for_log("NATS connection lost")
+    wait_until(lambda: any("Reconnecting" in fields.get("STATUS", "") for _, fields, _ in notify.snapshot()[index:]),
+               5, what="STATUS= to say so")
+
+
 def test_sigterm_during_startup_exits_cleanly(daemons, notify):
     leaf = daemons(leaf_config(), notify=notify).start()  # NATS unreachable: stays "connecting"
     notify.wait_for("STATUS", timeout=5)

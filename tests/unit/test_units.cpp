@@ -154,7 +154,7 @@ TEST_CASE("health: a watched unit in trouble makes it degraded, a critical one f
     CHECK(json["checks"]["units"]["failed"] == nlohmann::json::array({"a.service"}));
     CHECK(json["checks"]["units"]["units"][0]["status"] == "degraded");
     CHECK(json["checks"]["units"]["units"][0]["since"] == "2027-01-15T08:00:00.000Z");
-    CHECK(status_text(live) == "Connected to nats://127.0.0.1:4222, 0 heartbeats sent; failed units: a.service");
+    CHECK(status_text(live) == "Connected to nats://127.0.0.1:4222; failed units: a.service");
 
     live.units.units[1] = failed(live.units.units[1]);
     CHECK(health_status(live) == "failing");
@@ -166,7 +166,7 @@ TEST_CASE("health: a watched unit in trouble makes it degraded, a critical one f
     json = health_json(live, t0, std::chrono::steady_clock::now());
     CHECK(json["checks"]["units"]["status"] == "unknown");
     CHECK(status_text(live) ==
-        "Connected to nats://127.0.0.1:4222, 0 heartbeats sent; units unknown (cannot connect to the system bus: No "
+        "Connected to nats://127.0.0.1:4222; units unknown (cannot connect to the system bus: No "
         "such file or directory)");
 
     live.units = {};  // watch.units empty: no check at all
