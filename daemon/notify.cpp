@@ -1,7 +1,11 @@
 #include "notify.hpp"
 
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 
+#include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +64,18 @@ Notifier::Notifier()
 {
     const char* socket = std::getenv("NOTIFY_SOCKET");
     enabled_ = socket != nullptr && *socket != '\0';
+    // One socket for the daemon's life: sd_notify opens (and sizes) a new
+    // one for each message. A path or an abstract name ("@...") as
+    // libsystemd takes them; anything else is left to sd_notify.
+    const std::size_t length = enabled_ ? std::strlen(socket) : 0;
+    if (enabled_ && (socket[0] == '/' || socket[0] == '@') && length < sizeof(address_.sun_path)) {
+        address_.sun_family = AF_UNIX;
+        std::memcpy(address_.sun_path, socket, length);
+        if (socket[0] == '@')
+            address_.sun_path[0] = '\0';
+        address_length_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
+        fd_ = util::Fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    }
     std::uint64_t usec = 0;
     if (enabled_ && sd_watchdog_enabled(0, &usec) > 0) {
         watchdog_usec_ = std::chrono::microseconds(usec);
@@ -71,9 +87,16 @@ void Notifier::send(const std::string& message) const
 {
     if (!enabled_)
         return;
-    const int r = sd_notify(0, message.c_str());
-    if (r < 0)
-        spdlog::warn("cannot notify systemd ({}): {}", message.substr(0, message.find('\n')), std::strerror(-r));
+    int error = 0;
+    if (fd_) {
+        if (sendto(fd_.get(), message.data(), message.size(), MSG_NOSIGNAL,
+                reinterpret_cast<const sockaddr*>(&address_), address_length_) < 0)
+            error = errno;
+    } else if (const int r = sd_notify(0, message.c_str()); r < 0) {
+        error = -r;
+    }
+    if (error != 0)
+        spdlog::warn("cannot notify systemd ({}): {}", message.substr(0, message.find('\n')), std::strerror(error));
 }
 
 }  // namespace cim

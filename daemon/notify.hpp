@@ -1,10 +1,15 @@
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "util/fd.hpp"
 
 namespace cim {
 
@@ -37,6 +42,9 @@ public:
 
 private:
     bool enabled_ = false;
+    util::Fd fd_;  // invalid: sd_notify does it
+    sockaddr_un address_{};
+    socklen_t address_length_ = 0;
     std::chrono::microseconds watchdog_usec_{0};
     std::optional<std::chrono::microseconds> watchdog_interval_;
 };
