@@ -45,25 +45,36 @@ template <typename T> bool take(const std::map<std::string, sdbus::Variant>& pro
 // The matches, and systemd's promise to send unit signals at all (it sends
 // them only to subscribers). On the opening thread: each waits for the bus.
 // `watcher` is only captured: the matches run on the loop, once it owns the
-// connection.
-std::vector<sdbus::Slot> prepare(sdbus::IConnection& connection, Watcher* watcher,
-    void (Watcher::*on_properties)(sdbus::Message&), void (Watcher::*on_manager)(sdbus::Message&),
+// connection. The bus sends only what they ask for, so they ask narrowly:
+// the named units' paths (a glob can only take every unit's), UnitNew and
+// UnitRemoved only for globs, never the jobs of every start and stop.
+std::vector<sdbus::Slot> prepare(sdbus::IConnection& connection, const std::vector<std::string>& patterns,
+    Watcher* watcher, void (Watcher::*on_properties)(sdbus::Message&), void (Watcher::*on_manager)(sdbus::Message&),
     void (Watcher::*on_owner)(sdbus::Message&))
 {
     std::vector<sdbus::Slot> slots;
-    auto to = [watcher](void (Watcher::*handler)(sdbus::Message&)) {
-        return [watcher, handler](sdbus::Message& message) { (watcher->*handler)(message); };
+    auto add = [&](const std::string& rule, void (Watcher::*handler)(sdbus::Message&)) {
+        slots.push_back(
+            connection.addMatch(rule, [watcher, handler](sdbus::Message& message) { (watcher->*handler)(message); }));
     };
-    slots.push_back(connection.addMatch("type='signal',sender='org.freedesktop.systemd1',"
-                                        "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
-                                        "path_namespace='/org/freedesktop/systemd1/unit'",
-        to(on_properties)));
-    slots.push_back(connection.addMatch("type='signal',sender='org.freedesktop.systemd1',"
-                                        "interface='org.freedesktop.systemd1.Manager',path='/org/freedesktop/systemd1'",
-        to(on_manager)));
-    slots.push_back(connection.addMatch("type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
-                                        "member='NameOwnerChanged',arg0='org.freedesktop.systemd1'",
-        to(on_owner)));
+    const std::string properties =
+        "type='signal',sender='org.freedesktop.systemd1',interface='org.freedesktop.DBus.Properties',"
+        "member='PropertiesChanged',";
+    const std::string manager = "type='signal',sender='org.freedesktop.systemd1',"
+                                "interface='org.freedesktop.systemd1.Manager',path='/org/freedesktop/systemd1',";
+    const bool globs = std::any_of(patterns.begin(), patterns.end(), glob);
+    if (globs) {
+        add(properties + "path_namespace='/org/freedesktop/systemd1/unit'", on_properties);
+        add(manager + "member='UnitNew'", on_manager);
+        add(manager + "member='UnitRemoved'", on_manager);
+    } else {
+        for (const auto& name : patterns)
+            add(properties + "path='" + object_path(name) + "'", on_properties);
+    }
+    add(manager + "member='Reloading'", on_manager);
+    add("type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',"
+        "arg0='org.freedesktop.systemd1'",
+        on_owner);
     try {
         sdbus::createProxy(connection, systemd, manager_path)
             ->callMethod("Subscribe")
@@ -103,8 +114,8 @@ void Watcher::open()
 {
     opening_ = std::make_unique<dbus::Opening>(
         loop_, config::Bus::system,
-        [this](sdbus::IConnection& connection) {
-            return prepare(connection, this, &Watcher::on_properties_changed, &Watcher::on_manager_signal,
+        [this, patterns = settings_.units](sdbus::IConnection& connection) {
+            return prepare(connection, patterns, this, &Watcher::on_properties_changed, &Watcher::on_manager_signal,
                 &Watcher::on_systemd_owner);
         },
         [this](dbus::Opened opened) {
