@@ -2,9 +2,10 @@
 """The benchmarks, run by bench/run.sh (which builds the C programs):
 health measures bare_responder and the cim-leaf daemon the same way and
 prints a table of ratios; events and spool are in events.py, the fleet
-simulation in fleet.py.
+simulation in fleet.py, the idle cost of watching systemd units (in a
+container, as root) in units_idle.py.
 
-Everything runs on 127.0.0.1 against nats-servers started here; every loop
+Everything but units runs on 127.0.0.1 against nats-servers started here; every loop
 is bounded in count and time. Targets are printed, never asserted: timings
 on a shared 2-core machine are too noisy to fail a build on.
 """
@@ -18,26 +19,8 @@ import time
 
 import events
 import fleet
-from common import NatsServer, Notified, free_port, print_table
-
-def proc_sample(pid):
-    """(CPU ns, voluntary context switches), summed over all threads.
-
-    schedstat gives run time in ns, much finer than /proc/PID/stat's ticks;
-    a blocked thread that is woken up counts one voluntary switch.
-    """
-    cpu = vcs = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                cpu += int(f.read().split()[0])
-            with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        vcs += int(line.split()[1])
-        except FileNotFoundError:
-            pass  # thread ended between listdir and open
-    return cpu, vcs
+import units_idle
+from common import NatsServer, Notified, free_port, print_table, threads_sample
 
 
 def rss_mib(pid):
@@ -70,9 +53,9 @@ def measure(name, cmd, subject, server, args, tmp):
 
         time.sleep(args.settle)
         res["rss_mib"] = rss_mib(pid)
-        cpu0, vcs0 = proc_sample(pid)
+        cpu0, vcs0, _ = threads_sample(pid)
         time.sleep(args.idle)
-        cpu1, vcs1 = proc_sample(pid)
+        cpu1, vcs1, _ = threads_sample(pid)
         res["idle_cpu_ms_per_s"] = (cpu1 - cpu0) / 1e6 / args.idle
         res["wakeups_per_s"] = (vcs1 - vcs0) / args.idle
 
@@ -168,8 +151,9 @@ def executable(path):
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-BENCHMARKS = ("health", "events", "spool", "fleet")
-DEFAULT = ("health", "events", "spool")  # the fleet, hundreds of processes for minutes, only when named
+BENCHMARKS = ("health", "events", "spool", "fleet", "units")
+# Only when named: the fleet, hundreds of processes for minutes; units, a container booted as root.
+DEFAULT = ("health", "events", "spool")
 
 
 def main():
@@ -185,7 +169,7 @@ def main():
     health.add_argument("--repeat", type=int, default=3, help="runs per responder; the median is shown")
     health.add_argument("--settle", type=float, default=5, help="idle seconds before reading VmRSS")
     health.add_argument("--idle", type=float, default=10, help="idle seconds for CPU and wakeups")
-    both = ap.add_argument_group("events, spool and fleet")
+    both = ap.add_argument_group("events, spool, fleet and units")
     both.add_argument("--rounds", type=int, default=4,
                       help="rounds, each measuring both variants, the order swapped every round "
                       "(fleet: each a hub outage)")
@@ -195,6 +179,10 @@ def main():
     simulation = ap.add_argument_group("fleet")
     simulation.add_argument("--leaves", type=int, default=100, help="leaves: a nats-server and a daemon each")
     simulation.add_argument("--uplink-interval", default="1s", help="the daemons' uplink.interval")
+    watching = ap.add_argument_group("units")
+    watching.add_argument("--units", type=int, default=20, help="services started and watched (half by a glob)")
+    watching.add_argument("--units-settle", type=float, default=5, help="seconds after the health check")
+    watching.add_argument("--units-idle", type=float, default=20, help="seconds of the idle window")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     chosen = args.only.split(",")
@@ -237,6 +225,13 @@ def main():
                 fleet.table(results["fleet"])
             except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
                 errors.append(f"fleet: {e}")
+        if "units" in chosen:
+            print()
+            try:
+                results["units"] = units_idle.run(args)
+                units_idle.table(results["units"])
+            except Exception as e:  # also the Machine API's plain Exception and the scenario's AssertionError
+                errors.append(f"units: {e}")
     if errors:
         sys.stdout.flush()
         print("\n" + "\n".join(errors), file=sys.stderr)

@@ -5,11 +5,14 @@
 #           publishes, on one nats-server with JetStream (-js -sd);
 #   spool   the event spool's write cost per event (build/bench/spool-bench);
 #   fleet   only when named: N leaf nats-servers with a daemon each behind one
-#           hub on this machine, the hub killed and started again (--leaves N).
+#           hub on this machine, the hub killed and started again (--leaves N);
+#   units   only when named, as root: the idle cost of watching N systemd
+#           units, in a container booted as tests/system does (the daemon
+#           from $CIM_LEAF_BUILDDIR, default build/; --units N).
 # Needs cc, pkg-config libnats, nats-server and python3. Binaries:
 # $CIM_LEAF_BIN (default build/daemon/cim-leaf), $SPOOL_BENCH_BIN (default
 # build/bench/spool-bench). Spools are written under $TMPDIR (default /tmp).
-#   bench/run.sh [--only health,events,spool,fleet] [measure.py options, see --help]
+#   bench/run.sh [--only health,events,spool,fleet,units] [measure.py options, see --help]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")

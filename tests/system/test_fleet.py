@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import JETSTREAM_STORE, NATS_UNIT, load_scenario, steps_as_params
+from conftest import steps_as_params
+from machines import JETSTREAM_STORE, NATS_UNIT, load_scenario
 from harness import make_certificates
 
 SCENARIO = load_scenario("fleet")

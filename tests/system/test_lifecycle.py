@@ -2,7 +2,8 @@
 files themselves that only make sense here."""
 import pytest
 
-from conftest import BINARY, NATS_UNIT, apply_config, load_scenario, steps_as_params
+from conftest import apply_config, steps_as_params
+from machines import BINARY, NATS_UNIT, load_scenario
 
 SCENARIO = load_scenario("lifecycle")
 XFAIL = {}

@@ -1,7 +1,8 @@
 """vm-tests/scenarios/single.py on one container with a local nats-server."""
 import pytest
 
-from conftest import NATS_UNIT, load_scenario, steps_as_params
+from conftest import steps_as_params
+from machines import NATS_UNIT, load_scenario
 
 SCENARIO = load_scenario("single")
 # Steps that fail only because the daemon lacks a feature yet: name -> why.

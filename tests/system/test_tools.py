@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import HERE, SCENARIOS
+from machines import HERE, SCENARIOS
 from nats_client import Client
 
 SHIM = [sys.executable, str(HERE / "nats_shim.py")]

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from conftest import NATS_UNIT, load_scenario, steps_as_params
+from conftest import steps_as_params
+from machines import NATS_UNIT, load_scenario
 
 SCENARIO = load_scenario("units")
 
