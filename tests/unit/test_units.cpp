@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "health.hpp"
+#include "health_words.hpp"
 #include "units/tracker.hpp"
 #include "units/unit.hpp"
 
@@ -171,4 +172,28 @@ TEST_CASE("health: a watched unit in trouble makes it degraded, a critical one f
 
     live.units = {};  // watch.units empty: no check at all
     CHECK_FALSE(health_json(live, t0, std::chrono::steady_clock::now())["checks"].contains("units"));
+}
+
+TEST_CASE("units in words, as cim-leaf status and cim-leaf fleet say them")
+{
+    LiveState live;
+    live.units.watched = true;
+    live.units.watching = true;
+    Unit restarting = failed(running("b.service"), "signal", 9);
+    restarting.active_state = "activating";
+    restarting.sub_state = "auto-restart";
+    restarting.exit_code = "killed";
+    Unit missing{.name = "c.service", .load_state = "not-found"};
+    live.units.units = {running("a.service"), restarting, missing, failed(running("d.service"))};
+    const auto check = health_json(live, t0, std::chrono::steady_clock::now())["checks"]["units"];
+    CHECK(units_words(check) ==
+        "4 watched; in trouble: b.service (restarting: signal, killed 9), c.service (not found), d.service (failed: "
+        "exit-code, exited 1)");
+    live.units.units = {running("a.service")};
+    CHECK(units_words(health_json(live, t0, std::chrono::steady_clock::now())["checks"]["units"]) ==
+        "1 watched, none in trouble");
+    live.units.watching = false;
+    live.units.reason = "lost the system bus";
+    CHECK(units_words(health_json(live, t0, std::chrono::steady_clock::now())["checks"]["units"]) ==
+        "unknown (lost the system bus)");
 }
