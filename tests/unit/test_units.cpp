@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "dbus/leaf_object.hpp"
 #include "health.hpp"
 #include "health_words.hpp"
 #include "units/tracker.hpp"
@@ -196,4 +197,15 @@ TEST_CASE("units in words, as cim-leaf status and cim-leaf fleet say them")
     live.units.reason = "lost the system bus";
     CHECK(units_words(health_json(live, t0, std::chrono::steady_clock::now())["checks"]["units"]) ==
         "unknown (lost the system bus)");
+}
+
+TEST_CASE("units: FailedUnits changes, for PropertiesChanged, only when the units in trouble do")
+{
+    LiveState before;
+    before.units.units = {running("a.service"), running("b.service")};
+    LiveState after = before;
+    after.units.units[0].restarts = 1;  // still running: no news for FailedUnits
+    CHECK(dbus::LeafObject::changed_properties(before, after).empty());
+    after.units.units[1] = failed(after.units.units[1]);
+    CHECK(dbus::LeafObject::changed_properties(before, after) == std::vector<std::string>{"FailedUnits"});
 }
