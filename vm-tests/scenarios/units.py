@@ -201,18 +201,23 @@ def units_glob(machine, nats_unit, **_):
     wait_for_units(machine, node, lambda h: h["status"] == "ok", "health ok with the glob's unit gone")
 
 
+def failure_still_seen(machine, node, when):
+    """DEMO_UNIT killed: `node`'s daemon sends unit_failed and lists it failed, still watching."""
+    with recording_events(machine, node, EVENTS_LOG) as path:
+        kill_unit(machine, DEMO_UNIT)
+        wait_for_event(machine, path, "unit_failed", REWATCH_WITHIN_S, unit=DEMO_UNIT)
+    reply = wait_for_units(machine, node, lambda h: h["checks"]["units"]["failed"] == [DEMO_UNIT],
+                           f"{DEMO_UNIT} failed {when}")
+    assert reply["checks"]["units"]["watching"] is True, reply
+
+
 def units_daemon_reexec(machine, nats_unit, **_):
     """systemctl daemon-reexec: the daemon keeps running and watching; a failure afterwards is unit_failed"""
     node = units_up(machine, nats_unit)
     pid = unit_property(machine, "MainPID")
     machine.succeed("systemctl daemon-reexec")
     assert unit_property(machine, "MainPID") == pid, "cim-leaf was restarted by the re-exec"
-    with recording_events(machine, node, EVENTS_LOG) as path:
-        kill_unit(machine, DEMO_UNIT)
-        wait_for_event(machine, path, "unit_failed", REWATCH_WITHIN_S, unit=DEMO_UNIT)
-    reply = wait_for_units(machine, node, lambda h: h["checks"]["units"]["failed"] == [DEMO_UNIT],
-                           f"{DEMO_UNIT} failed after the re-exec")
-    assert reply["checks"]["units"]["watching"] is True, reply
+    failure_still_seen(machine, node, "after the re-exec")
     assert unit_property(machine, "MainPID") == pid
 
 
@@ -251,14 +256,9 @@ def units_dbus_restart(machine, nats_unit, **_):
                        "the side daemon watching, ok")
         pid = unit_property(machine, "MainPID", SIDE_UNIT)
         machine.succeed("systemctl restart dbus")
-        with recording_events(machine, side, EVENTS_LOG) as path:
-            # Killed maybe before the watcher is back: then its re-read finds
-            # the difference, which is an event too.
-            kill_unit(machine, DEMO_UNIT)
-            wait_for_event(machine, path, "unit_failed", REWATCH_WITHIN_S, unit=DEMO_UNIT)
-        reply = wait_for_units(machine, side, lambda h: h["checks"]["units"]["failed"] == [DEMO_UNIT],
-                               f"the side daemon reports {DEMO_UNIT} failed")
-        assert reply["checks"]["units"]["watching"] is True, reply
+        # Killed maybe before the watcher is back: then its re-read finds the
+        # difference, which is an event too.
+        failure_still_seen(machine, side, "by the side daemon after the bus restart")
         assert unit_property(machine, "MainPID", SIDE_UNIT) == pid, "the side daemon was restarted"
     # cim-leaf.service itself lost its bus and was restarted by systemd.
     units_up(machine, nats_unit)
