@@ -44,11 +44,7 @@ Check events_check(const LiveState& live, std::chrono::system_clock::time_point 
     const bool trouble = !events.problem.empty() || events.overdue || live.event_loss.recent;
     nlohmann::json detail{{"delivery", events.delivery}, {"durable", events.durable}, {"stream", events.stream},
         {"pending", events.pending}, {"acknowledged", events.acknowledged}, {"dropped", events.dropped},
-        {"truncated", events.truncated},
-        {"oldest_pending_s",
-            events.pending ? std::max<std::int64_t>(0,
-                                 std::chrono::duration_cast<std::chrono::seconds>(now - events.oldest_pending).count())
-                           : 0},
+        {"truncated", events.truncated}, {"oldest_pending_s", oldest_pending_seconds(events, now)},
         {"spool", events.spool}, {"spool_bytes", events.spool_bytes}, {"problem", events.problem}};
     add_loss(detail, live.event_loss);
     return {trouble ? 1 : 0, std::move(detail)};

@@ -1,26 +1,71 @@
 #include "health_snapshot.hpp"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string_view>
+
 #include "health.hpp"
+#include "util/ids.hpp"
 #include "util/json.hpp"
 
 namespace cim {
 
 void HealthSnapshot::update(const LiveState& live)
 {
+    auto rendered = std::make_shared<Rendered>();
+    rendered->text = util::dump(health_json(live, live.started_at, live.started_steady));
+    rendered->live = live;
+    // The value of `"key":` in compact JSON: a string without escapes or an
+    // integer. Inside a JSON string every '"' is escaped, so `"key":` with
+    // its quotes is the key itself, whatever the strings around it hold.
+    const std::string& text = rendered->text;
+    auto stamp = [&text](std::string_view key, Stamp::Value value) {
+        const std::string token = "\"" + std::string(key) + "\":";
+        const std::size_t at = text.find(token);
+        if (at == std::string::npos)
+            throw std::logic_error("the health reply has no " + token);
+        const std::size_t begin = at + token.size();
+        const std::size_t end =
+            text[begin] == '"' ? text.find('"', begin + 1) + 1 : text.find_first_not_of("-0123456789", begin);
+        return Stamp{value, begin, end - begin};
+    };
+    rendered->stamps = {stamp("time", Stamp::Value::time), stamp("uptime_s", Stamp::Value::uptime),
+        stamp("oldest_pending_s", Stamp::Value::oldest_pending)};
+    std::sort(
+        rendered->stamps.begin(), rendered->stamps.end(), [](const Stamp& a, const Stamp& b) { return a.at < b.at; });
     std::lock_guard lock(mutex_);
-    live_ = live;
-    rendered_.clear();
+    rendered_ = std::move(rendered);
 }
 
-std::string HealthSnapshot::json() const
+std::string HealthSnapshot::json(
+    std::chrono::system_clock::time_point now, std::chrono::steady_clock::time_point now_steady) const
 {
-    const auto now = std::chrono::system_clock::now();
-    std::lock_guard lock(mutex_);
-    if (rendered_.empty() || now - rendered_at_ >= std::chrono::milliseconds(1)) {
-        rendered_ = util::dump(health_json(live_, now, std::chrono::steady_clock::now()));
-        rendered_at_ = now;
+    std::shared_ptr<const Rendered> rendered;
+    {
+        std::lock_guard lock(mutex_);
+        rendered = rendered_;
     }
-    return rendered_;
+    const std::string& text = rendered->text;
+    std::string out;
+    out.reserve(text.size() + 16);
+    std::size_t from = 0;
+    for (const Stamp& stamp : rendered->stamps) {
+        out.append(text, from, stamp.at - from);
+        switch (stamp.value) {
+        case Stamp::Value::time:
+            out += '"' + util::rfc3339(now) + '"';
+            break;
+        case Stamp::Value::uptime:
+            out += std::to_string(uptime_seconds(rendered->live, now_steady));
+            break;
+        case Stamp::Value::oldest_pending:
+            out += std::to_string(oldest_pending_seconds(rendered->live.events, now));
+            break;
+        }
+        from = stamp.at + stamp.length;
+    }
+    out.append(text, from);
+    return out;
 }
 
 }  // namespace cim

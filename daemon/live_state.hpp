@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -94,6 +95,12 @@ struct LiveState {
 inline std::int64_t uptime_seconds(const LiveState& live, std::chrono::steady_clock::time_point now)
 {
     return std::chrono::duration_cast<std::chrono::seconds>(now - live.started_steady).count();
+}
+
+inline std::int64_t oldest_pending_seconds(const EventsState& events, std::chrono::system_clock::time_point now)
+{
+    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(now - events.oldest_pending).count();
+    return events.pending ? std::max<std::int64_t>(0, waited) : 0;
 }
 
 }  // namespace cim

@@ -3,6 +3,7 @@
 #include "cli.hpp"
 #include "config/load.hpp"
 #include "health.hpp"
+#include "health_snapshot.hpp"
 #include "nats/payloads.hpp"
 #include "nats/service.hpp"
 #include "notify.hpp"
@@ -83,6 +84,29 @@ TEST_CASE("health JSON has the envelope and every check")
     for (const char* check : {"nats", "events", "dbus", "systemd", "config"})
         CHECK(json["checks"][check]["status"] == "ok");
     CHECK(json["time"].get<std::string>().back() == 'Z');
+}
+
+TEST_CASE("the ready health reply is the one health_json renders, at any time")
+{
+    using namespace std::chrono_literals;
+    LiveState live = connected_state();
+    // Strings that look like the stamped keys must stay as they are.
+    live.last_error = R"(say "time":"1999" and "uptime_s":7, "oldest_pending_s":-3 \")";
+    live.events.pending = 2;
+    live.events.oldest_pending = live.started_at + 5s;
+    HealthSnapshot snapshot;
+    snapshot.update(live);
+    for (const auto after : {0s, 1s, 65s, 3601s}) {
+        const auto now = live.started_at + after;
+        const auto now_steady = live.started_steady + after;
+        CHECK(snapshot.json(now, now_steady) == util::dump(health_json(live, now, now_steady)));
+    }
+    live.events.pending = 0;  // oldest_pending_s is 0 again, however old the last one was
+    live.uplink.watched = true;
+    snapshot.update(live);
+    const auto later = live.started_at + 100s;
+    CHECK(snapshot.json(later, live.started_steady + 100s) ==
+        util::dump(health_json(live, later, live.started_steady + 100s)));
 }
 
 TEST_CASE("status text says what the daemon does")
