@@ -60,8 +60,7 @@ Check uplink_check(const LiveState& live)
         remotes.push_back({{"url", url}, {"rtt", rtt}});
     return {uplink.state == "up" ? 0 : 1,
         {{"state", uplink.state}, {"connected", uplink.state == "up"}, {"remotes", std::move(remotes)},
-            {"since", uplink.since == std::chrono::system_clock::time_point{} ? "" : util::rfc3339(uplink.since)},
-            {"reason", uplink.reason}},
+            {"since", util::rfc3339_or_empty(uplink.since)}, {"reason", uplink.reason}},
         uplink.state == "unknown" ? "unknown" : nullptr};
 }
 
@@ -79,8 +78,8 @@ Check units_check(const LiveState& live)
         list.push_back({{"unit", unit.name}, {"load_state", unit.load_state}, {"active_state", unit.active_state},
             {"sub_state", unit.sub_state}, {"result", unit.result}, {"restarts", unit.restarts},
             {"exit_code", unit.exit_code}, {"exit_status", unit.exit_status},
-            {"since", unit.since == std::chrono::system_clock::time_point{} ? "" : util::rfc3339(unit.since)},
-            {"critical", unit.critical}, {"status", severities[static_cast<std::size_t>(own)]}});
+            {"since", util::rfc3339_or_empty(unit.since)}, {"critical", unit.critical},
+            {"status", severities[static_cast<std::size_t>(own)]}});
     }
     return {severity,
         {{"watching", units.watching}, {"reason", units.reason}, {"failed", units::in_trouble(units.units)},
@@ -162,8 +161,7 @@ nlohmann::json health_json(
         {"uptime_s", uptime_seconds(live, now_steady)},
         {"started", util::rfc3339(live.started_at)},
         {"heartbeats_sent", live.heartbeats_sent},
-        {"last_heartbeat",
-            live.last_heartbeat == std::chrono::system_clock::time_point{} ? "" : util::rfc3339(live.last_heartbeat)},
+        {"last_heartbeat", util::rfc3339_or_empty(live.last_heartbeat)},
         {"last_error", live.last_error},
         {"checks", std::move(checks)},
     };

@@ -10,8 +10,25 @@
 
 namespace cim {
 
+namespace {
+
+bool same_but_heartbeats(const LiveState& a, LiveState b)
+{
+    b.heartbeats_sent = a.heartbeats_sent;
+    b.last_heartbeat = a.last_heartbeat;
+    return a == b;
+}
+
+}  // namespace
+
 void HealthSnapshot::update(const LiveState& live)
 {
+    {
+        std::lock_guard lock(mutex_);
+        heartbeats_ = {live.heartbeats_sent, live.last_heartbeat};
+        if (rendered_ && same_but_heartbeats(rendered_->live, live))
+            return;
+    }
     auto rendered = std::make_shared<Rendered>();
     rendered->text = util::dump(health_json(live, live.started_at, live.started_steady));
     rendered->live = live;
@@ -29,8 +46,9 @@ void HealthSnapshot::update(const LiveState& live)
             text[begin] == '"' ? text.find('"', begin + 1) + 1 : text.find_first_not_of("-0123456789", begin);
         return Stamp{value, begin, end - begin};
     };
-    rendered->stamps = {stamp("time", Stamp::Value::time), stamp("uptime_s", Stamp::Value::uptime),
-        stamp("oldest_pending_s", Stamp::Value::oldest_pending)};
+    using enum Stamp::Value;
+    rendered->stamps = {stamp("time", time), stamp("uptime_s", uptime), stamp("oldest_pending_s", oldest_pending),
+        stamp("heartbeats_sent", heartbeats_sent), stamp("last_heartbeat", last_heartbeat)};
     std::sort(
         rendered->stamps.begin(), rendered->stamps.end(), [](const Stamp& a, const Stamp& b) { return a.at < b.at; });
     std::lock_guard lock(mutex_);
@@ -40,26 +58,35 @@ void HealthSnapshot::update(const LiveState& live)
 std::string HealthSnapshot::json(
     std::chrono::system_clock::time_point now, std::chrono::steady_clock::time_point now_steady) const
 {
+    using enum Stamp::Value;
     std::shared_ptr<const Rendered> rendered;
+    Heartbeats heartbeats;
     {
         std::lock_guard lock(mutex_);
         rendered = rendered_;
+        heartbeats = heartbeats_;
     }
     const std::string& text = rendered->text;
     std::string out;
-    out.reserve(text.size() + 16);
+    out.reserve(text.size() + 64);
     std::size_t from = 0;
     for (const Stamp& stamp : rendered->stamps) {
         out.append(text, from, stamp.at - from);
         switch (stamp.value) {
-        case Stamp::Value::time:
+        case time:
             out += '"' + util::rfc3339(now) + '"';
             break;
-        case Stamp::Value::uptime:
+        case uptime:
             out += std::to_string(uptime_seconds(rendered->live, now_steady));
             break;
-        case Stamp::Value::oldest_pending:
+        case oldest_pending:
             out += std::to_string(oldest_pending_seconds(rendered->live.events, now));
+            break;
+        case heartbeats_sent:
+            out += std::to_string(heartbeats.sent);
+            break;
+        case last_heartbeat:
+            out += '"' + util::rfc3339_or_empty(heartbeats.last) + '"';
             break;
         }
         from = stamp.at + stamp.length;

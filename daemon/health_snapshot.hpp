@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -10,9 +11,10 @@
 
 namespace cim {
 
-// The health reply as nats.c's delivery thread reads it: rendered once per
-// change of the live state, so a request (one per leaf in a fan-out) only
-// stamps the values that depend on the clock into a ready text.
+// The health reply as nats.c's delivery thread reads it: rendered when the
+// live state changes, so a request (one per leaf in a fan-out) only stamps
+// the values that change with the clock or with every heartbeat into a
+// ready text, and a heartbeat renders nothing.
 class HealthSnapshot {
 public:
     // Loop thread: the state changed.
@@ -23,9 +25,9 @@ public:
         std::chrono::steady_clock::time_point now_steady = std::chrono::steady_clock::now()) const;
 
 private:
-    // Where a value that depends on the clock sits in the rendered text.
+    // Where a value stamped per request sits in the rendered text.
     struct Stamp {
-        enum class Value { time, uptime, oldest_pending } value;
+        enum class Value { time, uptime, oldest_pending, heartbeats_sent, last_heartbeat } value;
         std::size_t at;
         std::size_t length;
     };
@@ -33,11 +35,17 @@ private:
     struct Rendered {
         std::string text;
         std::vector<Stamp> stamps;  // in order of `at`
-        LiveState live;
+        LiveState live;  // as rendered
+    };
+
+    struct Heartbeats {
+        std::uint64_t sent = 0;
+        std::chrono::system_clock::time_point last;
     };
 
     mutable std::mutex mutex_;
     std::shared_ptr<const Rendered> rendered_;
+    Heartbeats heartbeats_;
 };
 
 }  // namespace cim

@@ -20,6 +20,8 @@ struct Loss {
     bool recent = false;
     std::chrono::system_clock::time_point until;
     std::string why;  // the latest, in words
+
+    bool operator==(const Loss&) const = default;
 };
 
 // Where the events stand (events::Delivery).
@@ -36,6 +38,8 @@ struct EventsState {
     std::int64_t spool_bytes = 0;
     std::string spool;  // the spool file
     std::string problem;  // why events are not delivered (or not durable), in words; empty when none
+
+    bool operator==(const EventsState&) const = default;
 };
 
 // The local nats-server's uplink to the hub (uplink.monitor_url).
@@ -45,6 +49,8 @@ struct UplinkState {
     std::vector<std::pair<std::string, std::string>> remotes;  // the hub's URL, and the RTT to it
     std::chrono::system_clock::time_point since;  // in this state since; unknown keeps the last up/down time
     std::string reason;  // why unknown
+
+    bool operator==(const UplinkState&) const = default;
 };
 
 // The systemd units the daemon watches (watch.units).
@@ -53,6 +59,8 @@ struct UnitsState {
     bool watching = false;  // subscribed to systemd on the system bus
     std::string reason;  // why not
     std::vector<units::Unit> units;  // by name
+
+    bool operator==(const UnitsState&) const = default;
 };
 
 // Everything the daemon reports about itself: the one source for heartbeats,
@@ -90,6 +98,8 @@ struct LiveState {
 
     std::chrono::system_clock::time_point started_at;
     std::chrono::steady_clock::time_point started_steady;
+
+    bool operator==(const LiveState&) const = default;
 };
 
 inline std::int64_t uptime_seconds(const LiveState& live, std::chrono::steady_clock::time_point now)

@@ -22,6 +22,11 @@ std::string rfc3339(std::chrono::system_clock::time_point time)
     return out;
 }
 
+std::string rfc3339_or_empty(std::chrono::system_clock::time_point time)
+{
+    return time == std::chrono::system_clock::time_point{} ? std::string() : rfc3339(time);
+}
+
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text)
 {
     using namespace std::chrono;

@@ -104,6 +104,9 @@ TEST_CASE("the ready health reply is the one health_json renders, at any time")
     live.events.pending = 0;  // oldest_pending_s is 0 again, however old the last one was
     live.uplink.watched = true;
     snapshot.update(live);
+    live.heartbeats_sent = 7;  // a heartbeat: stamped, nothing rendered
+    live.last_heartbeat = live.started_at + 95s;
+    snapshot.update(live);
     const auto later = live.started_at + 100s;
     CHECK(snapshot.json(later, live.started_steady + 100s) ==
         util::dump(health_json(live, later, live.started_steady + 100s)));
