@@ -14,7 +14,6 @@
 , nlohmann_json
 , doctest
 , openssl
-, curl
 }:
 
 let
@@ -71,8 +70,6 @@ stdenv.mkDerivation {
     doctest
     # libcrypto's Ed25519 derives an NKey seed's public key.
     openssl
-    # libcurl asks the local nats-server's /leafz (the uplink check).
-    curl
   ];
 
   # The unit tests are part of the package check: a missing doctest must

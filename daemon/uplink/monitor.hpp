@@ -2,21 +2,20 @@
 
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <variant>
 
 #include "event_loop.hpp"
+#include "uplink/http_get.hpp"
 #include "uplink/leafz.hpp"
 
 namespace cim::uplink {
 
 // Asks the local nats-server's monitoring endpoint for /leafz every
-// `interval`, with libcurl driven by the daemon's loop (its multi-socket
-// interface on sd-event sources): the loop never waits for the endpoint, and
-// no thread is added. Each answer, or why there is none (no answer within
-// the bound, not /leafz), goes to `done` on the loop.
+// `interval`, on the daemon's loop (HttpGet): the loop never waits for the
+// endpoint, and no thread is added. Each answer, or why there is none (no
+// answer within the bound, not /leafz), goes to `done` on the loop.
 class Monitor {
 public:
     using Result = std::variant<Remotes, std::string>;
@@ -24,7 +23,6 @@ public:
     // `url` is the endpoint's base, http://127.0.0.1:8222.
     Monitor(EventLoop& loop, const std::string& url, std::chrono::milliseconds interval,
         std::function<void(const Result&)> done);
-    ~Monitor();
     Monitor(const Monitor&) = delete;
     Monitor& operator=(const Monitor&) = delete;
 
@@ -32,21 +30,17 @@ public:
     static std::chrono::milliseconds bound(std::chrono::milliseconds interval);
 
 private:
-    struct Curl;
     void ask();
-    void act(int socket, int events);  // curl_multi_socket_action, then the finished transfer
-    void finish();
+    void answered(HttpGet::Result answer);
 
     EventLoop& loop_;
     std::string url_;
     std::chrono::milliseconds interval_;
     std::function<void(const Result&)> done_;
-    std::unique_ptr<Curl> curl_;
-    std::map<int, EventSource> sockets_;  // what curl waits on
-    EventSource curl_timer_;
+    std::variant<Endpoint, std::string> endpoint_;
     Timer poll_timer_;
-    std::string body_;
-    bool asking_ = false;
+    std::unique_ptr<HttpGet> question_;  // while one is out
+    EventSource deadline_;  // of the question out
 };
 
 }  // namespace cim::uplink

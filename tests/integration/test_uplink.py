@@ -118,14 +118,20 @@ def test_the_hub_sources_every_event_exactly_once(daemons, notify, hub, leaf_ser
 
 class Endpoint:
     """A fake monitoring endpoint: `behaviour` is "garbage" (HTTP 200, not
-    JSON), "error" (HTTP 500), "silent" (accepts, never answers) or
-    "refused" (nobody listens)."""
+    JSON), "error" (HTTP 500), "silent" (accepts, never answers), "refused"
+    (nobody listens), "hangup" (closes without a word), "not-http" (answers
+    something else), "endless" (HTTP 200 and a body that never ends) or
+    "ipv6" (garbage, on [::1] only, named as localhost)."""
 
     def __init__(self, behaviour):
         self.behaviour = behaviour
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        family, host = (socket.AF_INET6, "::1") if behaviour == "ipv6" else (socket.AF_INET, "127.0.0.1")
+        self.sock = socket.socket(family)
+        try:
+            self.sock.bind((host, 0))
+        except OSError as e:  # a machine without IPv6 on its loopback
+            pytest.skip(f"cannot listen on [{host}]: {e}")
+        self.url = f"http://{'localhost' if behaviour == 'ipv6' else host}:{self.sock.getsockname()[1]}"
         self.held = []
         if behaviour != "refused":  # bound, never listening: connections are refused
             self.sock.listen(16)
@@ -140,12 +146,27 @@ class Endpoint:
             if self.behaviour == "silent":
                 self.held.append(client)
                 continue
-            client.recv(65536)
-            body = b"<html>oops</html>" if self.behaviour == "garbage" else b"{}"
-            status = b"200 OK" if self.behaviour == "garbage" else b"500 Internal Server Error"
-            client.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode() +
-                           b"\r\nConnection: close\r\n\r\n" + body)
-            client.close()
+            threading.Thread(target=self._answer, args=(client,), daemon=True).start()
+
+    def _answer(self, client):
+        with client:
+            try:
+                client.recv(65536)
+                if self.behaviour == "hangup":
+                    return
+                if self.behaviour == "not-http":
+                    client.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                    return
+                if self.behaviour == "endless":
+                    client.sendall(b"HTTP/1.0 200 OK\r\n\r\n{\"leafs\": [")
+                    while True:
+                        client.sendall(b"{}," * 65536)
+                body = b"{}" if self.behaviour == "error" else b"<html>oops</html>"
+                status = b"500 Internal Server Error" if self.behaviour == "error" else b"200 OK"
+                client.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode() +
+                               b"\r\nConnection: close\r\n\r\n" + body)
+            except OSError:  # the daemon hung up: what "endless" waits for
+                pass
 
     def close(self):
         self.sock.close()
@@ -155,7 +176,11 @@ class Endpoint:
     ("garbage", "/leafz: the answer is not JSON"),
     ("error", "/leafz answered HTTP 500"),
     ("silent", "no answer from http://127.0.0.1:[0-9]+ within 250 ms"),
-    ("refused", "http://127.0.0.1:[0-9]+: Couldn.t connect to server"),
+    ("refused", "http://127.0.0.1:[0-9]+: cannot connect: Connection refused"),
+    ("hangup", "http://127.0.0.1:[0-9]+: closed the connection without an answer"),
+    ("not-http", "http://127.0.0.1:[0-9]+: the answer is not HTTP"),
+    ("endless", "http://127.0.0.1:[0-9]+: the answer is over [0-9]+ bytes"),
+    ("ipv6", "http://localhost:[0-9]+/leafz: the answer is not JSON"),  # 127.0.0.1 refused, then [::1]
 ])
 def test_an_endpoint_that_fails_makes_the_uplink_unknown_and_nothing_else(daemons, notify, nats_server,
                                                                            behaviour, reason):

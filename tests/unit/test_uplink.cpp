@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+
 #include "config/load.hpp"
+#include "uplink/http_get.hpp"
 #include "uplink/leafz.hpp"
 #include "uplink/monitor.hpp"
 
@@ -48,4 +51,27 @@ TEST_CASE("uplink.monitor_url is on the loopback only")
     for (const char* url : {"http://10.0.0.1:8222", "https://127.0.0.1:8222", "http://localhost.evil:8222",
              "http://127.0.0.1:8222/leafz", "http://127.0.0.1:0", "http://user@127.0.0.1:8222", "http://[::2]:8222"})
         CHECK_FALSE_MESSAGE(loads(url), url);
+}
+
+TEST_CASE("a monitoring URL names loopback addresses: localhost both, IPv4 first")
+{
+    using uplink::parse_endpoint;
+    auto families = [](const std::string& url) {
+        const auto endpoint = parse_endpoint(url);
+        REQUIRE(std::holds_alternative<uplink::Endpoint>(endpoint));
+        std::vector<int> out;
+        for (const auto& address : std::get<uplink::Endpoint>(endpoint).addresses)
+            out.push_back(address.storage.ss_family);
+        return out;
+    };
+    CHECK(families("http://localhost:8222") == std::vector<int>{AF_INET, AF_INET6});
+    CHECK(families("http://127.0.0.1/") == std::vector<int>{AF_INET});
+    CHECK(families("http://[::1]:8222/") == std::vector<int>{AF_INET6});
+    CHECK(std::get<uplink::Endpoint>(parse_endpoint("http://[::1]:8222/")).host == "[::1]:8222");
+    const auto port = std::get<uplink::Endpoint>(parse_endpoint("http://127.0.0.2:8222")).addresses[0];
+    CHECK(ntohs(reinterpret_cast<const sockaddr_in&>(port.storage).sin_port) == 8222);
+    CHECK(std::get<std::string>(parse_endpoint("http://127.999.0.1:8222")) ==
+        "no loopback address in http://127.999.0.1:8222");
+    CHECK(std::get<std::string>(parse_endpoint("http://127.0.0.1:99999")) ==
+        "no port from 1 to 65535 in http://127.0.0.1:99999");
 }
