@@ -122,13 +122,16 @@ void Leaf::serve()
         live_.state = State::connecting;
         live_.events = delivery_.state();
     }
+    spdlog::info("cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id,
+        util::join(config_.nats.servers, "; "));
+    // First: the connection's round trips run on their thread while the
+    // loop writes the `started` event to disk; what the link reports waits
+    // for the loop, so `started` still comes first.
+    start_link();
     delivery_.start();
     watch_uplink();
     watch_units();
-    spdlog::info("cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id,
-        util::join(config_.nats.servers, "; "));
     emit(nats::make_event("started", {{"version", version_string}}));
-    start_link();
     heartbeat_timer_ = loop_.every(config_.heartbeat.interval, [this] { beat(); });
     if (config_.systemd.ready_on == config::ReadyOn::started)
         mark_ready();

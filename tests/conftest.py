@@ -12,6 +12,8 @@ from harness import BIN, Daemon, DbusDaemon, NatsServer, NotifySocket  # noqa: E
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow_partition: waits half a minute for a swallowed link to be noticed; "
+                            "left out of the sanitizer pass")
     config.addinivalue_line("markers", "reload_storm: reloads until a hung bus's socket is full; minutes under "
                                        "the sanitizers' debug build, so tests/run leaves them to the first pass")
     if not BIN.exists():

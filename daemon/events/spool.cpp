@@ -250,8 +250,13 @@ std::variant<Spool, std::string> Spool::open(const std::filesystem::path& direct
     spool.recovery_.dropped = spool.evict_down_to(max_bytes, removals);
     spool.recovery_.records = spool.pending_.size();
 
-    // Rewriting at once cuts a damaged tail, drops what was acknowledged,
-    // and proves that the directory takes new files.
+    // A new file, a damaged tail or dropped records are rewritten at once
+    // (which also proves that the directory takes new files); a clean spool
+    // is appended to as it is, so a start waits for no disk, and compacted
+    // when that pays, as at any time.
+    const bool clean = spool.file_ && spool.recovery_.discarded_bytes == 0 && spool.recovery_.dropped.empty();
+    if (clean && !spool.worth_compacting())
+        return spool;
     if (const int error = spool.rewrite(); error != 0 && !may_pass(error))
         return spool.error_;
     return spool;
@@ -343,8 +348,13 @@ void Spool::persist(const std::string& frames, bool sync)
         return;
     }
     file_bytes_ += static_cast<std::int64_t>(frames.size());
-    if (file_bytes_ - bytes_ >= compaction_minimum && file_bytes_ - bytes_ > bytes_)
+    if (worth_compacting())
         rewrite();
+}
+
+bool Spool::worth_compacting() const
+{
+    return file_bytes_ - bytes_ >= compaction_minimum && file_bytes_ - bytes_ > bytes_;
 }
 
 int Spool::rewrite()

@@ -107,6 +107,7 @@ private:
     void persist(const std::string& frames, bool sync);
     // Writes the pending records to a new file and renames it into place; 0 or the errno.
     int rewrite();
+    bool worth_compacting() const;  // removed frames are over half the file, and 64 KiB
     // Sets error() from errno; returns it.
     int failed(const std::filesystem::path& path, const std::string& what);
 

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "nats/options.hpp"
+#include "util/ids.hpp"
 
 namespace cim::nats {
 
@@ -17,9 +18,11 @@ namespace {
 
 // How long to wait for the server to confirm the subscriptions.
 constexpr int flush_timeout_ms = 5000;
-// A dead server (no TCP reset) is noticed after interval * (max out + 1).
-constexpr int ping_interval_ms = 10'000;
-constexpr int max_pings_out = 2;
+// A link that swallows everything (no TCP reset) is noticed when a PING goes
+// unanswered for a whole interval: within 2 * interval, 30 s. Each PING
+// wakes the daemon twice (the timer, the PONG), so few and far between.
+constexpr int ping_interval_ms = 15'000;
+constexpr int max_pings_out = 1;
 // A server that stops reading fails the write after this instead of blocking
 // the event loop (heartbeats and events are written from it).
 constexpr int write_deadline_ms = 2000;
@@ -190,11 +193,10 @@ Link::Link(EventLoop& loop, const config::Config& config, Auth auth, Handlers ha
         routes_.push_back({Route::Kind::health, service_.endpoints()[i].subject, i, this});
     for (const std::string& subject : service_.subjects())
         routes_.push_back({Route::Kind::service, subject, 0, this});
-    natsInbox* inbox = nullptr;
-    if (natsInbox_Create(&inbox) != NATS_OK)
-        throw std::runtime_error("cannot make a NATS inbox");
-    inbox_ = inbox;
-    natsInbox_Destroy(inbox);
+    // Not natsInbox_Create: that starts nats.c (OpenSSL's configuration, its
+    // threads) here on the loop, which would wait milliseconds for it before
+    // writing `started`; the supervisor thread starts it while the loop goes on.
+    inbox_ = "_INBOX." + util::uuid_v7();
     routes_.push_back({Route::Kind::answer, inbox_ + ".*", 0, this});
 }
 

@@ -273,6 +273,30 @@ def test_sigterm_within_3s_when_the_network_swallows_everything(daemons, notify,
         partition.close()
 
 
+@pytest.mark.slow_partition
+def test_a_link_that_swallows_everything_is_noticed_within_30s_and_healed(daemons, notify, nats_server):
+    """No reset, no error: only the client's PINGs going unanswered tell.
+    One every 15 s, and the second one unanswered ends the link, so 30 s at
+    the most (as with 10 s and two, but with a third fewer wake-ups)."""
+    partition = Partition(nats_server)
+    try:
+        leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [partition.url]})
+        after = len(notify.snapshot())
+        partition.cut()
+        cut_at = time.monotonic()
+        _, fields = notify.wait_for("STATUS", timeout=35, after=after)
+        noticed = time.monotonic() - cut_at
+        assert fields["STATUS"].startswith("Reconnecting to NATS (NATS connection lost"), fields
+        assert noticed < 31, noticed
+        after = len(notify.snapshot())
+        partition.heal()
+        _, fields = notify.wait_for("STATUS", timeout=10, after=after)
+        assert fields["STATUS"].startswith("Connected to"), fields
+        assert leaf.stop() == 0
+    finally:
+        partition.close()
+
+
 # 10. $SRV answers every request; only requests count.
 
 def test_an_unknown_srv_verb_gets_a_service_error(daemons, notify, nats_server):

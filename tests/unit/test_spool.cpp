@@ -48,6 +48,13 @@ Record record(std::uint64_t seq, std::size_t payload_bytes = 0)
         std::chrono::system_clock::time_point(std::chrono::nanoseconds(1'700'000'000'123'456'789 + seq))};
 }
 
+ino_t inode_of(const fs::path& path)
+{
+    struct stat st { };
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return st.st_ino;
+}
+
 std::vector<std::uint64_t> seqs(const Spool& spool)
 {
     std::vector<std::uint64_t> out;
@@ -246,11 +253,15 @@ TEST_CASE("numbering continues across reopen after everything was acknowledged a
         CHECK(spool.file_bytes() < 70 * 1024);
         CHECK(spool.pending().empty());
     }
+    const ino_t inode = inode_of(dir.spool_file());
+    const auto size = fs::file_size(dir.spool_file());
     {
         Spool spool = open_ok(dir.path);
         CHECK(spool.pending().empty());
         CHECK(spool.next_seq() == 201);
-        CHECK(fs::file_size(dir.spool_file()) == header_frame_bytes);  // only the header holds the number
+        // A clean spool is not rewritten at start (no disk sync before READY=1).
+        CHECK(inode_of(dir.spool_file()) == inode);
+        CHECK(fs::file_size(dir.spool_file()) == size);
         spool.append(record(201));
     }
     Spool spool = open_ok(dir.path);
@@ -278,7 +289,40 @@ TEST_CASE("compaction keeps exactly the pending events")
     CHECK(seqs(spool) == kept);
     CHECK(spool.pending()[1] == record(77, 1000));
     CHECK(spool.next_seq() == 201);
-    CHECK(static_cast<std::int64_t>(fs::file_size(dir.spool_file())) == header_frame_bytes + spool.bytes());
+}
+
+TEST_CASE("a start rewrites a spool only when it must: dropped records, a damaged tail, or worth compacting")
+{
+    TempDir dir;
+    {
+        Spool spool = open_ok(dir.path);
+        for (std::uint64_t seq = 1; seq <= 10; ++seq)
+            spool.append(record(seq, 1000));
+    }
+    const ino_t clean = inode_of(dir.spool_file());
+    {
+        Spool spool = open_ok(dir.path);
+        CHECK(inode_of(dir.spool_file()) == clean);  // clean: appended to as it is
+    }
+    {
+        std::ofstream(dir.spool_file(), std::ios::app) << "torn";
+    }
+    const ino_t torn = inode_of(dir.spool_file());
+    {
+        Spool spool = open_ok(dir.path);
+        CHECK(seqs(spool).size() == 10);
+        CHECK(inode_of(dir.spool_file()) != torn);  // the damaged tail is cut by a rewrite
+        CHECK(static_cast<std::int64_t>(fs::file_size(dir.spool_file())) == header_frame_bytes + spool.bytes());
+    }
+    const ino_t whole = inode_of(dir.spool_file());
+    {
+        auto opened = Spool::open(dir.path, 3 * frame_bytes(record(1, 1000)));  // a smaller spool_bytes
+        REQUIRE(std::holds_alternative<Spool>(opened));
+        CHECK(std::get<Spool>(opened).recovery().dropped.count == 7);
+        CHECK(inode_of(dir.spool_file()) != whole);
+        CHECK(static_cast<std::int64_t>(fs::file_size(dir.spool_file())) ==
+            header_frame_bytes + std::get<Spool>(opened).bytes());
+    }
 }
 
 TEST_CASE("a file cut at every byte offset recovers the whole frames before the cut")
