@@ -1,8 +1,11 @@
 // The baseline for the daemon's health endpoint: the least a nats.c program
 // can do to answer requests on a subject with a fixed health-sized JSON.
 //
-//   bare_responder URL SUBJECT
+//   bare_responder URL SUBJECT [REPLY_FILE]
 //
+// REPLY_FILE's bytes are the reply (bench/measure.py saves one of the
+// daemon's health answers there, so both send exactly as many bytes);
+// without it, a built-in one of about that size.
 // Uses the same reconnect settings bench/run.sh gives the daemon, and sends
 // READY=1 to $NOTIFY_SOCKET once subscribed and flushed, like the daemon, so
 // both are measured the same way. Runs until SIGTERM or SIGINT.
@@ -18,19 +21,42 @@
 #include <unistd.h>
 
 // About the size of the daemon's io.cim.leaf.v1.health reply.
-static const char REPLY[] =
+static const char BUILTIN_REPLY[] =
     "{\"type\":\"io.cim.leaf.v1.health\",\"node\":\"bench\",\"time\":\"2025-01-01T00:00:00Z\","
     "\"version\":\"0.1.0\",\"status\":\"ok\",\"checks\":{\"nats\":{\"status\":\"ok\","
     "\"detail\":\"connected to nats://127.0.0.1:4222\"},\"dbus\":{\"status\":\"ok\","
     "\"detail\":\"disabled\"},\"systemd\":{\"status\":\"ok\",\"detail\":\"ready\"}},"
     "\"state\":\"connected\",\"uptime_s\":1,\"heartbeats_sent\":1,\"reconnects\":0}";
 
+static const char *reply_data = BUILTIN_REPLY;
+static int reply_len = (int)sizeof(BUILTIN_REPLY) - 1;
+
 static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
     (void)sub, (void)closure;
     const char *reply = natsMsg_GetReply(msg);
     if (reply != NULL)
-        natsConnection_Publish(nc, reply, REPLY, (int)sizeof(REPLY) - 1);
+        natsConnection_Publish(nc, reply, reply_data, reply_len);
     natsMsg_Destroy(msg);
+}
+
+// The whole file as the reply; under 1 MiB, a NATS payload's default limit.
+static int load_reply(const char *path) {
+    static char buf[1 << 20];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        perror(path);
+        return -1;
+    }
+    size_t len = fread(buf, 1, sizeof buf, f);
+    int error = ferror(f) || !feof(f);
+    fclose(f);
+    if (error) {
+        fprintf(stderr, "bare_responder: %s: unreadable or larger than %zu bytes\n", path, sizeof buf);
+        return -1;
+    }
+    reply_data = buf;
+    reply_len = (int)len;
+    return 0;
 }
 
 // Minimal sd_notify(): one datagram to $NOTIFY_SOCKET ('@' = abstract name).
@@ -54,10 +80,12 @@ static void notify_ready(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s URL SUBJECT\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s URL SUBJECT [REPLY_FILE]\n", argv[0]);
         return 2;
     }
+    if (argc == 4 && load_reply(argv[3]) != 0)
+        return 1;
     // Block the stop signals before nats.c starts its threads, so only
     // sigwait() below receives them.
     sigset_t stop;

@@ -1,6 +1,8 @@
 """What the benchmarks share: a nats-server that can be stopped and started
-again on its port, a command run under a private NOTIFY_SOCKET, and the
-paired statistics that the tables print."""
+again on its port, a command run under a private NOTIFY_SOCKET, what a
+process costs (CPU, context switches, memory), the paired statistics that
+the tables print and the lines above them."""
+import datetime
 import os
 import signal
 import socket
@@ -145,6 +147,47 @@ def threads_sample(pid, proc="/proc"):
         except FileNotFoundError:
             pass  # thread ended between listdir and open
     return cpu, voluntary, involuntary
+
+
+def memory_kib(pid):
+    """(Rss, Pss) in KiB: Pss shares each page among the processes that map it."""
+    values = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                values[key] = int(rest.split()[0])
+    return values["Rss"], values["Pss"]
+
+
+def stop_all(notified):
+    """Notified.stop for many: SIGTERM to all first, so that they end together
+    rather than one after another."""
+    for n in notified:
+        if n.proc.poll() is None:
+            n.proc.terminate()
+    for n in notified:
+        n.stop()
+
+
+def nats_server_version():
+    return subprocess.run(["nats-server", "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def conditions():
+    """When and on what: the date, the 1-minute load average, nats-server's version."""
+    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "load_average": os.getloadavg()[0],
+            "nats_server": nats_server_version()}
+
+
+def print_conditions(start, end, rounds):
+    """The line above a table, from conditions() at the start and at the end of the run."""
+    print(f"{start['date']}; {start['nats_server']}; {rounds} rounds; load average (1 min) "
+          f"{start['load_average']:.2f} at the start, {end['load_average']:.2f} at the end")
+
+
+def executable(path):
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def file_system(path):

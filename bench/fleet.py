@@ -42,7 +42,7 @@ import threading
 import time
 import urllib.request
 
-from common import Notified, print_table, spread
+from common import Notified, memory_kib, print_table, spread
 from events import wait_for
 from nats_client import Client, NatsError
 
@@ -149,17 +149,6 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
-
-
-def memory_kib(pid):
-    """(Rss, Pss) in KiB: Pss shares each page among the processes that map it."""
-    values = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("Rss", "Pss"):
-                values[key] = int(rest.split()[0])
-    return values["Rss"], values["Pss"]
 
 
 def peak_rss_mib(pid):

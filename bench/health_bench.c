@@ -1,9 +1,23 @@
-// Closed-loop request/reply load generator and reconnect probe (nats.c).
+// Request/reply load generator, fan-out timer and reconnect probe (nats.c).
 //
 //   health_bench [-n N] [-k K] [-w WARMUP] [-t SECONDS] URL SUBJECT
-//     N measured requests (after WARMUP unmeasured ones), K in flight at a
-//     time; each reply immediately triggers the next request on its slot.
+//     Closed loop: N measured requests (after WARMUP unmeasured ones), K in
+//     flight at a time; each reply immediately triggers the next request on
+//     its slot.
 //     Prints {"requests","concurrency","elapsed_s","throughput","p50_us","p99_us"}.
+//
+//   health_bench -i INTERVAL_US [-n N] [-t SECONDS] URL SUBJECT
+//     Paced: one request every INTERVAL_US, each waited for (1 s at most),
+//     N in all; a low, steady rate at which the caller can read the
+//     responder's CPU per request. Exit 1 if any went unanswered.
+//     Prints {"requests","interval_us","answered","elapsed_s","p50_us","p99_us"}.
+//
+//   health_bench -f LEAVES [-r REPEATS] [-t SECONDS] URL SUBJECT
+//     Fan-out: one request that LEAVES responders answer, the time from its
+//     publish to the LEAVES-th reply; REPEATS times, 20 ms apart, each
+//     waited for 2 s at most. Prints {"leaves","fanouts","completed",
+//     "median_us","p90_us","max_us","short","missing"}: short fan-outs had
+//     fewer replies in time, missing is the replies they lacked.
 //
 //   health_bench -p [-s SINCE_NS] [-t SECONDS] URL SUBJECT
 //     Probe: connect (retrying) and request until SUBJECT answers. Prints
@@ -64,7 +78,8 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     natsMsg_Destroy(msg);
 
     pthread_mutex_lock(&b->mu);
-    if (no_responders || slot < 0 || slot >= MAX_K) {
+    // More replies than requests (a second responder on the subject) would write past lat.
+    if (no_responders || slot < 0 || slot >= MAX_K || b->done >= b->total) {
         b->failed = 1;
         pthread_cond_signal(&b->cv);
         pthread_mutex_unlock(&b->mu);
@@ -142,7 +157,7 @@ static int run_bench(natsConnection *nc, const char *subject, int n, int k, int 
     natsSubscription_Destroy(sub);
     natsInbox_Destroy(inbox);
     if (failed) {
-        fprintf(stderr, "health_bench: no responder on %s (or bad reply)\n", subject);
+        fprintf(stderr, "health_bench: no responder on %s (or a bad reply, or more replies than requests)\n", subject);
         return 1;
     }
     if (done < b.total) {
@@ -155,6 +170,125 @@ static int run_bench(natsConnection *nc, const char *subject, int n, int k, int 
            "\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
            n, k, elapsed, n / elapsed, pct_us(b.lat, n, 50), pct_us(b.lat, n, 99));
     free(b.lat);
+    return 0;
+}
+
+static int run_paced(natsConnection *nc, const char *subject, int n, int interval_us, int max_s) {
+    int64_t *lat = calloc((size_t)n, sizeof *lat);
+    int64_t t0 = now_ns(CLOCK_MONOTONIC), deadline = t0 + (int64_t)max_s * 1000000000;
+    int answered = 0, sent = 0;
+    // An absolute schedule: a late reply shortens the next pause, not the rate.
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    for (; sent < n && now_ns(CLOCK_MONOTONIC) < deadline; sent++) {
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+        natsMsg *reply = NULL;
+        int64_t t = now_ns(CLOCK_MONOTONIC);
+        if (natsConnection_Request(&reply, nc, subject, "", 0, 1000) == NATS_OK)
+            lat[answered++] = now_ns(CLOCK_MONOTONIC) - t;
+        natsMsg_Destroy(reply);
+        next.tv_nsec += (long)interval_us * 1000;
+        next.tv_sec += next.tv_nsec / 1000000000;
+        next.tv_nsec %= 1000000000;
+    }
+    double elapsed = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9;
+    int rc = 0;
+    if (answered < n) {
+        fprintf(stderr, "health_bench: %d of %d requests answered (%d sent within %d s)\n", answered, n, sent, max_s);
+        rc = 1;
+    } else {
+        qsort(lat, (size_t)n, sizeof *lat, cmp64);
+        printf("{\"requests\":%d,\"interval_us\":%d,\"answered\":%d,\"elapsed_s\":%.6f,"
+               "\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
+               n, interval_us, answered, elapsed, pct_us(lat, n, 50), pct_us(lat, n, 99));
+    }
+    free(lat);
+    return rc;
+}
+
+// Fan-out i's replies go to <inbox>.i: a late reply to an earlier one is
+// told apart and not counted.
+struct fanout {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int leaves, current, replies; // guarded by mu
+    int64_t last_at;              // the current fan-out's LEAVES-th reply, CLOCK_MONOTONIC ns
+};
+
+static void on_fanout_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+    (void)nc, (void)sub;
+    struct fanout *f = closure;
+    int64_t t = now_ns(CLOCK_MONOTONIC);
+    const char *dot = strrchr(natsMsg_GetSubject(msg), '.');
+    int index = dot ? atoi(dot + 1) : -1;
+    bool counts = !natsMsg_IsNoResponders(msg);
+    natsMsg_Destroy(msg);
+    pthread_mutex_lock(&f->mu);
+    if (counts && index == f->current && ++f->replies == f->leaves) {
+        f->last_at = t;
+        pthread_cond_signal(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+static int run_fanout(natsConnection *nc, const char *subject, int leaves, int repeats, int max_s) {
+    struct fanout f = {.leaves = leaves, .current = -1};
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); // waits on the clock that times the replies
+    pthread_cond_init(&f.cv, &monotonic);
+    int64_t *times = calloc((size_t)repeats, sizeof *times);
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s != NATS_OK) die("inbox", s);
+    char wildcard[160];
+    snprintf(wildcard, sizeof wildcard, "%s.*", (const char *)inbox);
+    if ((s = natsConnection_Subscribe(&sub, nc, wildcard, on_fanout_reply, &f)) != NATS_OK) die("subscribe", s);
+    // Room for every reply of a fan-out: the default 65536 would do, but say so.
+    if ((s = natsSubscription_SetPendingLimits(sub, leaves * 4 > 65536 ? leaves * 4 : 65536, -1)) != NATS_OK)
+        die("pending limits", s);
+    if ((s = natsConnection_FlushTimeout(nc, 2000)) != NATS_OK) die("flush", s);
+
+    int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)max_s * 1000000000;
+    int fanouts = 0, completed = 0, short_ = 0, missing = 0;
+    for (; fanouts < repeats && now_ns(CLOCK_MONOTONIC) < deadline; fanouts++) {
+        if (fanouts > 0) usleep(20000); // the last fan-out's stragglers and wake-ups die down
+        char reply[160];
+        snprintf(reply, sizeof reply, "%s.%d", (const char *)inbox, fanouts);
+        pthread_mutex_lock(&f.mu);
+        f.current = fanouts;
+        f.replies = 0;
+        int64_t t0 = now_ns(CLOCK_MONOTONIC);
+        if ((s = natsConnection_PublishRequest(nc, subject, reply, "", 0)) != NATS_OK) die("publish", s);
+        int64_t until = t0 + 2000000000 < deadline ? t0 + 2000000000 : deadline;
+        struct timespec wake = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
+        int rc = 0;
+        while (f.replies < leaves && rc == 0)
+            rc = pthread_cond_timedwait(&f.cv, &f.mu, &wake);
+        if (f.replies >= leaves) {
+            times[completed++] = f.last_at - t0;
+        } else {
+            short_++;
+            missing += leaves - f.replies;
+        }
+        pthread_mutex_unlock(&f.mu);
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+    if (completed == 0) {
+        fprintf(stderr, "health_bench: no fan-out on %s had %d replies (%d tried)\n", subject, leaves, fanouts);
+        free(times);
+        return 1;
+    }
+    qsort(times, (size_t)completed, sizeof *times, cmp64);
+    printf("{\"leaves\":%d,\"fanouts\":%d,\"completed\":%d,\"median_us\":%.1f,\"p90_us\":%.1f,"
+           "\"max_us\":%.1f,\"short\":%d,\"missing\":%d}\n",
+           leaves, fanouts, completed, pct_us(times, completed, 50), pct_us(times, completed, 90),
+           (double)times[completed - 1] / 1000.0, short_, missing);
+    free(times);
     return 0;
 }
 
@@ -183,9 +317,9 @@ static int run_probe(natsOptions *opts, const char *subject, int64_t since, int 
 }
 
 int main(int argc, char **argv) {
-    int n = 20000, k = 8, warmup = -1, max_s = 30, probe = 0, opt;
+    int n = 20000, k = 8, warmup = -1, max_s = 30, probe = 0, interval_us = 0, leaves = 0, repeats = 50, opt;
     int64_t since = now_ns(CLOCK_REALTIME);
-    while ((opt = getopt(argc, argv, "n:k:w:t:ps:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:k:w:t:ps:i:f:r:")) != -1) {
         switch (opt) {
         case 'n': n = atoi(optarg); break;
         case 'k': k = atoi(optarg); break;
@@ -193,11 +327,19 @@ int main(int argc, char **argv) {
         case 't': max_s = atoi(optarg); break;
         case 'p': probe = 1; break;
         case 's': since = strtoll(optarg, NULL, 10); break;
+        case 'i': interval_us = atoi(optarg); break;
+        case 'f': leaves = atoi(optarg); break;
+        case 'r': repeats = atoi(optarg); break;
         default: return 2;
         }
     }
-    if (argc - optind != 2 || n < 1 || k < 1 || k > MAX_K || max_s < 1 || max_s > 600) {
-        fprintf(stderr, "usage: health_bench [-n N>0] [-k 1..%d] [-w WARMUP] [-t 1..600] [-p] [-s SINCE_NS] URL SUBJECT\n", MAX_K);
+    if (argc - optind != 2 || n < 1 || k < 1 || k > MAX_K || max_s < 1 || max_s > 600 || interval_us < 0 ||
+        interval_us > 10000000 || leaves < 0 || leaves > 100000 || repeats < 1 || repeats > 100000 ||
+        probe + (interval_us > 0) + (leaves > 0) > 1) {
+        fprintf(stderr, "usage: health_bench [-n N>0] [-k 1..%d] [-w WARMUP] [-t 1..600] URL SUBJECT\n"
+                        "       health_bench -i INTERVAL_US [-n N>0] [-t 1..600] URL SUBJECT\n"
+                        "       health_bench -f LEAVES [-r REPEATS] [-t 1..600] URL SUBJECT\n"
+                        "       health_bench -p [-s SINCE_NS] [-t 1..600] URL SUBJECT\n", MAX_K);
         return 2;
     }
     if (warmup < 0) warmup = n / 10 < 1000 ? n / 10 : 1000;
@@ -220,7 +362,12 @@ int main(int argc, char **argv) {
     } else {
         natsConnection *nc = NULL;
         if ((s = natsConnection_Connect(&nc, opts)) != NATS_OK) die(url, s);
-        rc = run_bench(nc, subject, n, k, warmup, max_s);
+        if (interval_us > 0)
+            rc = run_paced(nc, subject, n, interval_us, max_s);
+        else if (leaves > 0)
+            rc = run_fanout(nc, subject, leaves, repeats, max_s);
+        else
+            rc = run_bench(nc, subject, n, k, warmup, max_s);
         natsConnection_Destroy(nc);
     }
     natsOptions_Destroy(opts);

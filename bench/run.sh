@@ -1,6 +1,14 @@
 #!/bin/sh
 # Runs the benchmarks and prints tables of ratios (never pass/fail):
-#   health  the daemon's health answers against a bare nats.c responder;
+#   health  the daemon's health answers against a bare nats.c responder that
+#           answers with the same bytes, both on one nats-server, in rounds
+#           alternating the two (--rounds): throughput and latency with -k
+#           (8) and --k-high (64) in flight, CPU per request at one request
+#           every --cpu-interval-us (3000), start to READY=1; once: idle CPU
+#           and wakeups, Rss and Pss, server restart to answering again;
+#   fanout  N daemons against N bare responders on one nats-server: one
+#           request that all N answer, until the N-th reply, for each N of
+#           --fanout-leaves (50,100), 2 N processes at the largest;
 #   events  events acknowledged by a JetStream stream against plain
 #           publishes, on one nats-server with JetStream (-js -sd);
 #   spool   the event spool's write cost per event (build/bench/spool-bench);
@@ -12,7 +20,7 @@
 # Needs cc, pkg-config libnats, nats-server and python3. Binaries:
 # $CIM_LEAF_BIN (default build/daemon/cim-leaf), $SPOOL_BENCH_BIN (default
 # build/bench/spool-bench). Spools are written under $TMPDIR (default /tmp).
-#   bench/run.sh [--only health,events,spool,fleet,units] [measure.py options, see --help]
+#   bench/run.sh [--only health,fanout,events,spool,fleet,units] [measure.py options, see --help]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
