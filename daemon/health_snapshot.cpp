@@ -23,13 +23,18 @@ bool same_but_heartbeats(const LiveState& a, LiveState b)
 
 void HealthSnapshot::update(const LiveState& live)
 {
-    {
-        std::lock_guard lock(mutex_);
-        heartbeats_ = {live.heartbeats_sent, live.last_heartbeat};
-        if (rendered_ && same_but_heartbeats(rendered_->live, live))
-            return;
-    }
-    auto rendered = std::make_shared<Rendered>();
+    Heartbeats heartbeats{live.heartbeats_sent, util::rfc3339_or_empty(live.last_heartbeat)};
+    // Read without the lock: only this thread changes rendered_.
+    auto rendered = rendered_ && same_but_heartbeats(rendered_->live, live) ? nullptr : render(live);
+    std::lock_guard lock(mutex_);
+    heartbeats_ = std::move(heartbeats);
+    if (rendered)
+        rendered_ = std::move(rendered);
+}
+
+std::unique_ptr<const HealthSnapshot::Rendered> HealthSnapshot::render(const LiveState& live)
+{
+    auto rendered = std::make_unique<Rendered>();
     rendered->text = util::dump(health_json(live, live.started_at, live.started_steady));
     rendered->live = live;
     // The value of `"key":` in compact JSON: a string without escapes or an
@@ -51,42 +56,37 @@ void HealthSnapshot::update(const LiveState& live)
         stamp("heartbeats_sent", heartbeats_sent), stamp("last_heartbeat", last_heartbeat)};
     std::sort(
         rendered->stamps.begin(), rendered->stamps.end(), [](const Stamp& a, const Stamp& b) { return a.at < b.at; });
-    std::lock_guard lock(mutex_);
-    rendered_ = std::move(rendered);
+    return rendered;
 }
 
 std::string HealthSnapshot::json(
     std::chrono::system_clock::time_point now, std::chrono::steady_clock::time_point now_steady) const
 {
     using enum Stamp::Value;
-    std::shared_ptr<const Rendered> rendered;
-    Heartbeats heartbeats;
-    {
-        std::lock_guard lock(mutex_);
-        rendered = rendered_;
-        heartbeats = heartbeats_;
-    }
-    const std::string& text = rendered->text;
+    // Held throughout: only a change of state on the loop waits for it.
+    std::lock_guard lock(mutex_);
+    const Rendered& rendered = *rendered_;
+    const std::string& text = rendered.text;
     std::string out;
     out.reserve(text.size() + 64);
     std::size_t from = 0;
-    for (const Stamp& stamp : rendered->stamps) {
+    for (const Stamp& stamp : rendered.stamps) {
         out.append(text, from, stamp.at - from);
         switch (stamp.value) {
         case time:
-            out += '"' + util::rfc3339(now) + '"';
+            out.append(1, '"').append(util::rfc3339(now)).append(1, '"');
             break;
         case uptime:
-            out += std::to_string(uptime_seconds(rendered->live, now_steady));
+            out += std::to_string(uptime_seconds(rendered.live, now_steady));
             break;
         case oldest_pending:
-            out += std::to_string(oldest_pending_seconds(rendered->live.events, now));
+            out += std::to_string(oldest_pending_seconds(rendered.live.events, now));
             break;
         case heartbeats_sent:
-            out += std::to_string(heartbeats.sent);
+            out += std::to_string(heartbeats_.sent);
             break;
         case last_heartbeat:
-            out += '"' + util::rfc3339_or_empty(heartbeats.last) + '"';
+            out.append(1, '"').append(heartbeats_.last).append(1, '"');
             break;
         }
         from = stamp.at + stamp.length;

@@ -40,11 +40,13 @@ private:
 
     struct Heartbeats {
         std::uint64_t sent = 0;
-        std::chrono::system_clock::time_point last;
+        std::string last;  // rendered once, on the loop
     };
 
+    static std::unique_ptr<const Rendered> render(const LiveState& live);
+
     mutable std::mutex mutex_;
-    std::shared_ptr<const Rendered> rendered_;
+    std::unique_ptr<const Rendered> rendered_;
     Heartbeats heartbeats_;
 };
 

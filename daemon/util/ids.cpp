@@ -5,21 +5,32 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
-#include <ctime>
 #include <mutex>
 
 namespace cim::util {
 
 std::string rfc3339(std::chrono::system_clock::time_point time)
 {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
-    const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-    std::tm utc{};
-    gmtime_r(&seconds, &utc);
-    char out[64];
-    std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
-        utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(ms % 1000));
-    return out;
+    // Calendar arithmetic, not gmtime_r and snprintf: every health reply
+    // stamps its time, and those take a lock and parse a format each call.
+    using namespace std::chrono;
+    const auto ms = floor<milliseconds>(time);
+    const auto day = floor<days>(ms);
+    const year_month_day date(day);
+    const hh_mm_ss clock(ms - day);
+    char out[] = "0000-00-00T00:00:00.000Z";
+    auto put = [&out](std::size_t at, unsigned value, std::size_t digits) {
+        for (std::size_t i = at + digits; i-- > at; value /= 10)
+            out[i] = static_cast<char>('0' + value % 10);
+    };
+    put(0, static_cast<unsigned>(static_cast<int>(date.year())), 4);
+    put(5, static_cast<unsigned>(date.month()), 2);
+    put(8, static_cast<unsigned>(date.day()), 2);
+    put(11, static_cast<unsigned>(clock.hours().count()), 2);
+    put(14, static_cast<unsigned>(clock.minutes().count()), 2);
+    put(17, static_cast<unsigned>(clock.seconds().count()), 2);
+    put(20, static_cast<unsigned>(clock.subseconds().count()), 3);
+    return std::string(out, sizeof out - 1);
 }
 
 std::string rfc3339_or_empty(std::chrono::system_clock::time_point time)

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -280,6 +282,17 @@ TEST_CASE("durations in words and RFC 3339 times read back")
     const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
     CHECK(util::parse_rfc3339(util::rfc3339(now)) == now);
     CHECK(util::parse_rfc3339("2024-02-29T23:59:59.999Z"));
+    // The same text gmtime_r and strftime write, over leap days, year ends and milliseconds.
+    for (std::int64_t ms = 0; ms < 4'200'000'000'000; ms += 86'399'999 * 7 + 1) {
+        const std::chrono::system_clock::time_point at{std::chrono::milliseconds(ms)};
+        const std::time_t seconds = ms / 1000;
+        std::tm utc{};
+        gmtime_r(&seconds, &utc);
+        char expected[32];
+        const std::size_t n = std::strftime(expected, sizeof expected, "%Y-%m-%dT%H:%M:%S", &utc);
+        std::snprintf(expected + n, sizeof expected - n, ".%03dZ", static_cast<int>(ms % 1000));
+        REQUIRE(util::rfc3339(at) == expected);
+    }
     for (const char* bad : {"", "2023-02-29T00:00:00.000Z", "2026-11-30T24:00:00.000Z", "2026-11-30T05:31:36Z",
              "2026-11-30T05:31:36.123+01:00", "2026-11-30 05:31:36.123Z", "2026-1a-30T05:31:36.123Z"})
         CHECK_MESSAGE(!util::parse_rfc3339(bad), bad);
