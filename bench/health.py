@@ -22,7 +22,8 @@ fanout: N daemons (bench-0..bench-(N-1)) and N bare responders on one
 nats-server; a request to cim.leaf.health, which every daemon answers, and
 one to bench.bare.health, which every bare one answers: the time from its
 publish to the N-th reply, --fanout-repeats times a round. The processes
-are added from one N of --fanout-leaves to the next.
+are added from one N of --fanout-leaves to the next; with each N, the mean
+Pss of a daemon and of a bare responder (the libraries shared by all).
 """
 import json
 import os
@@ -295,7 +296,9 @@ def run_fanout(args, tmp):
                 order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
                 rounds.append({v: run_json([bench, "-f", str(n), "-r", str(args.fanout_repeats), "-t", str(budget),
                                             server.url, FANOUT_SUBJECTS[v]], budget + 10) for v in order})
-            result["leaves"][str(n)] = {"start_s": started, "rounds": rounds}
+            pss = {v: sum(memory_kib(p.proc.pid)[1] for p in procs) / len(procs) / 1024
+                   for v, procs in (("bare", bares), ("daemon", daemons))}
+            result["leaves"][str(n)] = {"start_s": started, "rounds": rounds, "pss_mib": pss}
             print(f"  {n} leaves: {len(daemons) + len(bares)} processes, the new ones ready in {started:.1f} s",
                   flush=True)
     finally:
@@ -319,4 +322,6 @@ def fanout_table(result):
                                       ("p90_us", "p90", "", None)):
             lines.append(row(f"{n} leaves: all answered, {label} (us)", "{:.0f}", [r["bare"][key] for r in rounds],
                              [r["daemon"][key] for r in rounds], goal, met))
+        pss = figures["pss_mib"]
+        lines.append((f"{n} leaves: Pss per process (MiB)", f"{pss['bare']:.2f}", f"{pss['daemon']:.2f}", "-", "", ""))
     print_table(lines)
