@@ -24,23 +24,23 @@ bool same_but_heartbeats(const LiveState& a, LiveState b)
 void HealthSnapshot::update(const LiveState& live)
 {
     Heartbeats heartbeats{live.heartbeats_sent, util::rfc3339_or_empty(live.last_heartbeat)};
-    // Read without the lock: only this thread changes rendered_.
-    auto rendered = rendered_ && same_but_heartbeats(rendered_->live, live) ? nullptr : render(live);
+    const bool changed = !same_but_heartbeats(live_, live);  // read without the lock: only this thread writes
     std::lock_guard lock(mutex_);
     heartbeats_ = std::move(heartbeats);
-    if (rendered)
-        rendered_ = std::move(rendered);
+    if (changed) {
+        live_ = live;
+        rendered_.reset();
+    }
 }
 
-std::unique_ptr<const HealthSnapshot::Rendered> HealthSnapshot::render(const LiveState& live)
+HealthSnapshot::Rendered HealthSnapshot::render(const LiveState& live)
 {
-    auto rendered = std::make_unique<Rendered>();
-    rendered->text = util::dump(health_json(live, live.started_at, live.started_steady));
-    rendered->live = live;
+    Rendered rendered;
+    rendered.text = util::dump(health_json(live, live.started_at, live.started_steady));
     // The value of `"key":` in compact JSON: a string without escapes or an
     // integer. Inside a JSON string every '"' is escaped, so `"key":` with
     // its quotes is the key itself, whatever the strings around it hold.
-    const std::string& text = rendered->text;
+    const std::string& text = rendered.text;
     auto stamp = [&text](std::string_view key, Stamp::Value value) {
         const std::string token = "\"" + std::string(key) + "\":";
         const std::size_t at = text.find(token);
@@ -52,10 +52,10 @@ std::unique_ptr<const HealthSnapshot::Rendered> HealthSnapshot::render(const Liv
         return Stamp{value, begin, end - begin};
     };
     using enum Stamp::Value;
-    rendered->stamps = {stamp("time", time), stamp("uptime_s", uptime), stamp("oldest_pending_s", oldest_pending),
+    rendered.stamps = {stamp("time", time), stamp("uptime_s", uptime), stamp("oldest_pending_s", oldest_pending),
         stamp("heartbeats_sent", heartbeats_sent), stamp("last_heartbeat", last_heartbeat)};
     std::sort(
-        rendered->stamps.begin(), rendered->stamps.end(), [](const Stamp& a, const Stamp& b) { return a.at < b.at; });
+        rendered.stamps.begin(), rendered.stamps.end(), [](const Stamp& a, const Stamp& b) { return a.at < b.at; });
     return rendered;
 }
 
@@ -65,6 +65,8 @@ std::string HealthSnapshot::json(
     using enum Stamp::Value;
     // Held throughout: only a change of state on the loop waits for it.
     std::lock_guard lock(mutex_);
+    if (!rendered_)
+        rendered_ = render(live_);
     const Rendered& rendered = *rendered_;
     const std::string& text = rendered.text;
     std::string out;
@@ -77,10 +79,10 @@ std::string HealthSnapshot::json(
             out.append(1, '"').append(util::rfc3339(now)).append(1, '"');
             break;
         case uptime:
-            out += std::to_string(uptime_seconds(rendered.live, now_steady));
+            out += std::to_string(uptime_seconds(live_, now_steady));
             break;
         case oldest_pending:
-            out += std::to_string(oldest_pending_seconds(rendered.live.events, now));
+            out += std::to_string(oldest_pending_seconds(live_.events, now));
             break;
         case heartbeats_sent:
             out += std::to_string(heartbeats_.sent);

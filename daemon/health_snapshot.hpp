@@ -2,8 +2,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,10 +11,12 @@
 
 namespace cim {
 
-// The health reply as nats.c's delivery thread reads it: rendered when the
-// live state changes, so a request (one per leaf in a fan-out) only stamps
-// the values that change with the clock or with every heartbeat into a
-// ready text, and a heartbeat renders nothing.
+// The health reply as nats.c's delivery thread reads it: rendered by the
+// first request after the live state changed (not at every change: an event
+// burst changes it with every event, and nobody may ask), kept, and stamped
+// per request with the values that change with the clock or with every
+// heartbeat. A heartbeat renders nothing; a fan-out, one request per leaf,
+// finds the reply ready.
 class HealthSnapshot {
 public:
     // Loop thread: the state changed.
@@ -35,7 +37,6 @@ private:
     struct Rendered {
         std::string text;
         std::vector<Stamp> stamps;  // in order of `at`
-        LiveState live;  // as rendered
     };
 
     struct Heartbeats {
@@ -43,10 +44,11 @@ private:
         std::string last;  // rendered once, on the loop
     };
 
-    static std::unique_ptr<const Rendered> render(const LiveState& live);
+    static Rendered render(const LiveState& live);
 
     mutable std::mutex mutex_;
-    std::unique_ptr<const Rendered> rendered_;
+    LiveState live_;  // written by the loop thread only, under the lock
+    mutable std::optional<Rendered> rendered_;  // of live_, once a request asked
     Heartbeats heartbeats_;
 };
 
