@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <list>
 #include <random>
-#include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
