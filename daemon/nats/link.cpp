@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "nats/options.hpp"
+#include "nats/socket.hpp"
 #include "util/ids.hpp"
 
 namespace cim::nats {
@@ -23,8 +24,9 @@ constexpr int flush_timeout_ms = 5000;
 constexpr int ping_interval_ms = 15'000;
 constexpr int max_pings_out = 1;
 // A server that stops reading fails the write after this instead of blocking
-// the event loop (heartbeats and events are written from it).
-constexpr int write_deadline_ms = 2000;
+// the event loop (heartbeats and events are written from it): a send that
+// moves nothing for half of it gives up, and nats.c finds its deadline passed.
+constexpr std::chrono::milliseconds write_deadline{2000};
 // nats.c's own reconnect buffer only covers the moment before a lost
 // connection is noticed: the daemon publishes only while connected and keeps
 // events itself (events::Delivery), so stale heartbeats are never replayed.
@@ -288,7 +290,7 @@ natsStatus Link::connect(natsConnection** connection, void* attempt)
     if (s == NATS_OK)
         s = natsOptions_SetMaxPingsOut(options, max_pings_out);
     if (s == NATS_OK)
-        s = natsOptions_SetWriteDeadline(options, write_deadline_ms);
+        s = natsOptions_SetWriteDeadline(options, write_deadline.count());
     // Write replies and events at once instead of waiting for nats.c's
     // flusher thread, which sleeps a millisecond between rounds.
     if (s == NATS_OK)
@@ -303,6 +305,7 @@ natsStatus Link::connect(natsConnection** connection, void* attempt)
         });
     };
     auto on_reconnected = [](natsConnection* nc, void* key) {
+        block_reads(nc, write_deadline / 2);
         with_current(key, [server = Server{connected_url(nc), natsConnection_GetMaxPayload(nc)}](Link& link) {
             link.post([server](Link& self) { self.handlers_.reconnected(server); });
         });
@@ -449,6 +452,7 @@ std::string Link::run_connection()
     if (s != NATS_OK) {
         reason = connect_failure(s);
     } else {
+        block_reads(connection, write_deadline / 2);
         {
             std::lock_guard lock(mutex_);
             connection_ = connection;

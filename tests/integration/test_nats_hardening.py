@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from faults import AcceptLog, Partition, PlaintextServer, SilentServer
+from faults import AcceptLog, Deaf, Partition, PlaintextServer, SilentServer
 from harness import BIN, NatsServer, leaf_config, make_certificates, wait_until
-from nats_client import Client
+from nats_client import Client, NatsError
 from payloads import valid
 
 USERS = ('authorization {{ users: [ {{ user: leaf, password: pw, permissions: {leaf} }}, '
@@ -295,6 +295,41 @@ def test_a_link_that_swallows_everything_is_noticed_within_30s_and_healed(daemon
         assert leaf.stop() == 0
     finally:
         partition.close()
+
+
+def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the_link_heals(
+        daemons, notify, nats_server):
+    """A server that stops reading (its window shut, no reset) would hold a
+    write, and with it nats.c's connection lock, its PINGs and the event
+    loop's next publish, for ever. The write deadline (2 s) ends it: the
+    daemon notices long before a PING could tell, reconnects and answers."""
+    deaf = Deaf(nats_server)
+    try:
+        leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [deaf.url]})
+        after = len(notify.snapshot())
+        deaf.deafen()
+        with Client(nats_server.port) as client:
+            for _ in range(20000):  # 18 MB of replies: far more than the sockets hold
+                client.publish("cim.leaf.leaf-01.health", reply="nobody.listens")
+            client.flush()
+        flooded = time.monotonic()
+        lost, fields = notify.wait_for("STATUS", timeout=15, after=after)
+        noticed = time.monotonic() - flooded
+        assert fields["STATUS"].startswith("Reconnecting to NATS (NATS connection lost"), fields
+        assert noticed < 5, noticed  # the deadline, not the PINGs (15 s apart)
+        _, fields = notify.wait_for("STATUS", timeout=10, after=lost + 1)
+        assert fields["STATUS"].startswith("Connected to"), fields
+
+        def answered():
+            try:
+                with Client(nats_server.port) as client:
+                    return health(client)["node"] == "leaf-01"
+            except (TimeoutError, NatsError):  # the flood's stale requests may still be in the way
+                return False
+        wait_until(answered, timeout=20, what="a health reply after the reconnect")
+        assert leaf.stop() == 0
+    finally:
+        deaf.close()
 
 
 # 10. $SRV answers every request; only requests count.

@@ -1,7 +1,8 @@
 """Misbehaving NATS servers for the fault tests: one that never speaks, one
 that offers no TLS and records what a client sends, and proxies to a real
 nats-server that answer the subscription flush late, note the pace of a
-client's attempts, or swallow everything like a network partition."""
+client's attempts, swallow everything like a network partition, or stop
+reading what a client sends."""
 import json
 import socket
 import threading
@@ -149,6 +150,28 @@ class Partition(Proxy):
     def forward(self, data, sink, upward, number):
         if not self.cut_off.is_set():
             sink.sendall(data)
+
+
+class Deaf(Proxy):
+    """Once deafen()ed, stops reading what the clients connected so far send,
+    and resets nothing: a server that stops reading, as the client's writes
+    see it (its window shuts, its sends block). What the server sends still
+    reaches them. Later connections are heard."""
+
+    def __init__(self, server):
+        super().__init__(server)
+        # Accepted sockets inherit it: little piles up before the window shuts.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.deaf_to = 0  # connections 1..deaf_to are no longer read
+        self.serve()
+
+    def deafen(self):
+        self.deaf_to = self.connections
+
+    def forward(self, data, sink, upward, number):
+        sink.sendall(data)
+        while upward and number <= self.deaf_to:
+            time.sleep(0.05)  # this pump reads nothing more
 
 
 class PlaintextServer(Listener):
