@@ -62,6 +62,14 @@ HealthSnapshot::Rendered HealthSnapshot::render(const LiveState& live)
 std::string HealthSnapshot::json(
     std::chrono::system_clock::time_point now, std::chrono::steady_clock::time_point now_steady) const
 {
+    std::string out;
+    write(out, now, now_steady);
+    return out;
+}
+
+void HealthSnapshot::write(
+    std::string& out, std::chrono::system_clock::time_point now, std::chrono::steady_clock::time_point now_steady) const
+{
     using enum Stamp::Value;
     // Held throughout: only a change of state on the loop waits for it.
     std::lock_guard lock(mutex_);
@@ -69,14 +77,16 @@ std::string HealthSnapshot::json(
         rendered_ = render(live_);
     const Rendered& rendered = *rendered_;
     const std::string& text = rendered.text;
-    std::string out;
+    out.clear();
     out.reserve(text.size() + 64);
     std::size_t from = 0;
     for (const Stamp& stamp : rendered.stamps) {
         out.append(text, from, stamp.at - from);
         switch (stamp.value) {
         case time:
-            out.append(1, '"').append(util::rfc3339(now)).append(1, '"');
+            out += '"';
+            util::append_rfc3339(out, now);
+            out += '"';
             break;
         case uptime:
             out += std::to_string(uptime_seconds(live_, now_steady));
@@ -94,7 +104,6 @@ std::string HealthSnapshot::json(
         from = stamp.at + stamp.length;
     }
     out.append(text, from);
-    return out;
 }
 
 }  // namespace cim

@@ -25,6 +25,10 @@ public:
     // Any thread: the reply as health_json() renders it at `now`.
     std::string json(std::chrono::system_clock::time_point now = std::chrono::system_clock::now(),
         std::chrono::steady_clock::time_point now_steady = std::chrono::steady_clock::now()) const;
+    // The same in `out`, whose room a caller that answers request after
+    // request reuses: no allocation per reply.
+    void write(std::string& out, std::chrono::system_clock::time_point now = std::chrono::system_clock::now(),
+        std::chrono::steady_clock::time_point now_steady = std::chrono::steady_clock::now()) const;
 
 private:
     // Where a value stamped per request sits in the rendered text.

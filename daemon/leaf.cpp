@@ -169,7 +169,7 @@ void Leaf::start_link()
                 if (generation == link_generation_)
                     loop_.exit(0);  // drained after SIGTERM
             },
-        .health = [this] { return snapshot_.json(); },
+        .health = [this](std::string& reply) { snapshot_.write(reply); },
     };
     link_ = parts_.connect_nats(config_, auth_, std::move(handlers));
 }

@@ -62,9 +62,10 @@ struct Handlers {
     std::function<void(const std::string& subject, const std::string& why)> refused;
     std::function<void(const Answer&)> answered;  // a request's answer
     std::function<void()> stopped;  // after stop(): drained and closed
-    // On a nats.c delivery thread: the health reply. Must be thread-safe,
-    // and callable until every connection's thread has ended.
-    std::function<std::string()> health;
+    // On a nats.c delivery thread: writes the health reply into `reply`,
+    // which that thread keeps from one request to the next. Must be
+    // thread-safe, and callable until every connection's thread has ended.
+    std::function<void(std::string& reply)> health;
 };
 
 // The daemon's NATS connection as the daemon sees it: nats::Link is the

@@ -404,7 +404,11 @@ void Link::on_message(const Route& route, natsConnection* connection, natsMsg* m
         post([answer = std::move(answer)](Link& link) { link.handlers_.answered(answer); });
     } else if (reply && *reply) {  // without a reply subject it is no request: nothing to answer or count
         if (route.kind == Route::Kind::health) {
-            const natsStatus sent = send(connection, {reply, handlers_.health(), {}});
+            // Each nats.c delivery thread reuses its own room for the reply.
+            thread_local std::string text;
+            handlers_.health(text);
+            const natsStatus sent =
+                natsConnection_Publish(connection, reply, text.data(), static_cast<int>(text.size()));
             service_.record(route.endpoint, std::chrono::steady_clock::now() - begin,
                 sent == NATS_OK ? std::string() : "reply not sent: " + status_text(sent));
         } else {

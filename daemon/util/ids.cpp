@@ -9,7 +9,7 @@
 
 namespace cim::util {
 
-std::string rfc3339(std::chrono::system_clock::time_point time)
+void append_rfc3339(std::string& out, std::chrono::system_clock::time_point time)
 {
     // Calendar arithmetic, not gmtime_r and snprintf: every health reply
     // stamps its time, and those take a lock and parse a format each call.
@@ -18,10 +18,10 @@ std::string rfc3339(std::chrono::system_clock::time_point time)
     const auto day = floor<days>(ms);
     const year_month_day date(day);
     const hh_mm_ss clock(ms - day);
-    char out[] = "0000-00-00T00:00:00.000Z";
-    auto put = [&out](std::size_t at, unsigned value, std::size_t digits) {
+    char text[] = "0000-00-00T00:00:00.000Z";
+    auto put = [&text](std::size_t at, unsigned value, std::size_t digits) {
         for (std::size_t i = at + digits; i-- > at; value /= 10)
-            out[i] = static_cast<char>('0' + value % 10);
+            text[i] = static_cast<char>('0' + value % 10);
     };
     put(0, static_cast<unsigned>(static_cast<int>(date.year())), 4);
     put(5, static_cast<unsigned>(date.month()), 2);
@@ -30,7 +30,14 @@ std::string rfc3339(std::chrono::system_clock::time_point time)
     put(14, static_cast<unsigned>(clock.minutes().count()), 2);
     put(17, static_cast<unsigned>(clock.seconds().count()), 2);
     put(20, static_cast<unsigned>(clock.subseconds().count()), 3);
-    return std::string(out, sizeof out - 1);
+    out.append(text, sizeof text - 1);
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point time)
+{
+    std::string out;
+    append_rfc3339(out, time);
+    return out;
 }
 
 std::string rfc3339_or_empty(std::chrono::system_clock::time_point time)
