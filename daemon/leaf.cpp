@@ -169,7 +169,10 @@ void Leaf::start_link()
                 if (generation == link_generation_)
                     loop_.exit(0);  // drained after SIGTERM
             },
-        .health = [this](std::string& reply) { snapshot_.write(reply); },
+        .health =
+            [this](std::string& reply, std::chrono::steady_clock::time_point arrived) {
+                snapshot_.write(reply, std::chrono::system_clock::now(), arrived);
+            },
     };
     link_ = parts_.connect_nats(config_, auth_, std::move(handlers));
 }

@@ -406,7 +406,7 @@ void Link::on_message(const Route& route, natsConnection* connection, natsMsg* m
         if (route.kind == Route::Kind::health) {
             // Each nats.c delivery thread reuses its own room for the reply.
             thread_local std::string text;
-            handlers_.health(text);
+            handlers_.health(text, begin);
             const natsStatus sent =
                 natsConnection_Publish(connection, reply, text.data(), static_cast<int>(text.size()));
             service_.record(route.endpoint, std::chrono::steady_clock::now() - begin,

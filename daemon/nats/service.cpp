@@ -40,12 +40,12 @@ Message Service::answer(const std::string& subject)
 
 void Service::record(std::size_t index, std::chrono::nanoseconds processing, const std::string& error)
 {
-    std::lock_guard lock(mutex_);
     Stats& stats = stats_.at(index);
-    ++stats.requests;
-    stats.processing += processing;
+    stats.requests.fetch_add(1, std::memory_order_relaxed);
+    stats.processing_ns.fetch_add(processing.count(), std::memory_order_relaxed);
     if (!error.empty()) {
-        ++stats.errors;
+        stats.errors.fetch_add(1, std::memory_order_relaxed);
+        std::lock_guard lock(mutex_);
         stats.last_error = error;
     }
 }
@@ -81,16 +81,17 @@ nlohmann::json Service::stats()
     std::lock_guard lock(mutex_);
     for (std::size_t i = 0; i < endpoints_.size(); ++i) {
         const Stats& stats = stats_[i];
-        const std::int64_t total = stats.processing.count();
+        const std::uint64_t requests = stats.requests.load(std::memory_order_relaxed);
+        const std::int64_t total = stats.processing_ns.load(std::memory_order_relaxed);
         out["endpoints"].push_back({
             {"name", endpoints_[i].name},
             {"subject", endpoints_[i].subject},
             {"queue_group", ""},
-            {"num_requests", stats.requests},
-            {"num_errors", stats.errors},
+            {"num_requests", requests},
+            {"num_errors", stats.errors.load(std::memory_order_relaxed)},
             {"last_error", stats.last_error},
             {"processing_time", total},
-            {"average_processing_time", stats.requests ? total / static_cast<std::int64_t>(stats.requests) : 0},
+            {"average_processing_time", requests ? total / static_cast<std::int64_t>(requests) : 0},
         });
     }
     return out;

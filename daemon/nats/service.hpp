@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -45,11 +46,13 @@ public:
     nlohmann::json stats();
 
 private:
+    // Counted without a lock: every request records itself on nats.c's
+    // delivery thread. Only an error's text takes the mutex.
     struct Stats {
-        std::uint64_t requests = 0;
-        std::uint64_t errors = 0;
-        std::string last_error;
-        std::chrono::nanoseconds processing{0};
+        std::atomic<std::uint64_t> requests = 0;
+        std::atomic<std::uint64_t> errors = 0;
+        std::atomic<std::int64_t> processing_ns = 0;
+        std::string last_error;  // under mutex_
     };
 
     nlohmann::json identity(const char* type) const;
@@ -58,7 +61,7 @@ private:
     std::vector<Endpoint> endpoints_;
     std::chrono::system_clock::time_point started_;
     std::mutex mutex_;
-    std::vector<Stats> stats_;
+    std::vector<Stats> stats_;  // one per endpoint, never resized
 };
 
 }  // namespace cim::nats
