@@ -125,18 +125,47 @@ std::string apply(Replay& replay, const format::Head& head, std::string_view bod
     return "unknown frame kind " + std::to_string(head.kind);
 }
 
+// The file front to back through a window of at least 64 KiB: a spool of
+// small frames is read with a few system calls instead of two a frame.
+class Window {
+public:
+    Window(int fd, std::int64_t size) : fd_(fd), size_(size) { }
+
+    // The `length` bytes at `offset` (within the file), valid until the next read.
+    bool read(std::int64_t offset, std::size_t length, std::string_view& out)
+    {
+        const auto wanted = static_cast<std::int64_t>(length);
+        if (offset < start_ || offset + wanted > start_ + static_cast<std::int64_t>(bytes_.size())) {
+            const std::int64_t fill = std::min(std::max(wanted, chunk), size_ - offset);
+            if (!read_all_at(fd_, bytes_, static_cast<std::size_t>(fill), offset))
+                return false;
+            start_ = offset;
+        }
+        out = std::string_view(bytes_).substr(static_cast<std::size_t>(offset - start_), length);
+        return true;
+    }
+
+private:
+    static constexpr std::int64_t chunk = 64 * 1024;
+    int fd_;
+    std::int64_t size_;
+    std::int64_t start_ = 0;
+    std::string bytes_;  // the file from start_
+};
+
 Replay replay_file(int fd, std::int64_t size)
 {
     Replay replay;
-    std::string head_bytes;
-    std::string body;
+    Window window(fd, size);
+    std::string_view head_bytes;
+    std::string_view body;
     while (replay.end < size && replay.damage.empty() && replay.refusal.empty()) {
         const std::int64_t left = size - replay.end;
         if (left < static_cast<std::int64_t>(format::head_bytes)) {
             replay.damage = "a frame head cut short";
             break;
         }
-        if (!read_all_at(fd, head_bytes, format::head_bytes, replay.end)) {
+        if (!window.read(replay.end, format::head_bytes, head_bytes)) {
             replay.damage = std::string("cannot read: ") + std::strerror(errno);
             break;
         }
@@ -150,7 +179,7 @@ Replay replay_file(int fd, std::int64_t size)
             replay.damage = "a frame of " + std::to_string(frame_bytes) + " bytes cut short";
             break;
         }
-        if (!read_all_at(fd, body, head->length, replay.end + static_cast<std::int64_t>(format::head_bytes))) {
+        if (!window.read(replay.end + static_cast<std::int64_t>(format::head_bytes), head->length, body)) {
             replay.damage = std::string("cannot read: ") + std::strerror(errno);
             break;
         }

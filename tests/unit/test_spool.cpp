@@ -219,6 +219,32 @@ TEST_CASE("events are read back byte for byte, in order, after reopening")
     CHECK(spool.recovery().str() == "kept 3 events");
 }
 
+TEST_CASE("a spool larger than a read window is read back whole, frames across its edges included")
+{
+    TempDir dir;
+    constexpr std::int64_t max_bytes = 8 << 20;
+    std::vector<Record> pending;
+    {
+        Spool spool = open_ok(dir.path, max_bytes);
+        for (std::uint64_t seq = 1; seq <= 150; ++seq) {
+            // Sizes that do not divide 64 KiB, and one frame larger than it.
+            const Record r = record(seq, seq == 75 ? 200'000 : 997 * (seq % 9 + 1));
+            REQUIRE(spool.append(r).empty());
+            if (seq % 4 == 0)
+                spool.acknowledge(seq);
+            else
+                pending.push_back(r);
+        }
+        REQUIRE(fs::file_size(dir.spool_file()) > 4 * 64 * 1024);
+    }
+    Spool spool = open_ok(dir.path, max_bytes);
+    CHECK_FALSE(spool.recovery().damaged());
+    REQUIRE(spool.pending().size() == pending.size());
+    for (std::size_t i = 0; i < pending.size(); ++i)
+        CHECK(spool.pending()[i] == pending[i]);
+    CHECK(spool.next_seq() == 151);
+}
+
 TEST_CASE("acknowledgements in any order; unknown and repeated ones are ignored")
 {
     TempDir dir;
