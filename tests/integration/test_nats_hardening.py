@@ -297,6 +297,27 @@ def test_a_link_that_swallows_everything_is_noticed_within_30s_and_healed(daemon
         partition.close()
 
 
+def flood_with_health_requests(server, count=20000):
+    """18 MB of replies for leaf-01 to send: far more than sockets hold."""
+    with Client(server.port) as client:
+        for _ in range(count):
+            client.publish("cim.leaf.leaf-01.health", reply="nobody.listens")
+        client.flush()
+
+
+def test_sigterm_within_3s_while_the_server_stops_reading(daemons, notify, nats_server):
+    """The replies' writer holds nats.c's connection lock until the write
+    deadline; the stopping event and the drain wait behind it."""
+    deaf = Deaf(nats_server)
+    try:
+        leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [deaf.url]})
+        deaf.deafen()
+        flood_with_health_requests(nats_server)
+        assert sigterm_takes(leaf) < 3.0
+    finally:
+        deaf.close()
+
+
 def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the_link_heals(
         daemons, notify, nats_server):
     """A server that stops reading (its window shut, no reset) would hold a
@@ -308,10 +329,7 @@ def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the
         leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [deaf.url]})
         after = len(notify.snapshot())
         deaf.deafen()
-        with Client(nats_server.port) as client:
-            for _ in range(20000):  # 18 MB of replies: far more than the sockets hold
-                client.publish("cim.leaf.leaf-01.health", reply="nobody.listens")
-            client.flush()
+        flood_with_health_requests(nats_server)
         flooded = time.monotonic()
         lost, fields = notify.wait_for("STATUS", timeout=15, after=after)
         noticed = time.monotonic() - flooded
