@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "util/ids.hpp"
@@ -15,9 +16,12 @@ namespace {
 
 constexpr std::array<const char*, 3> severities{"ok", "degraded", "failing"};
 
+// A check's detail is rendered only for a health reply: the status alone
+// (D-Bus `Healthy`, compared at every change of state, heartbeats included)
+// needs none, and the watched units' detail is most of a reply's cost.
 struct Check {
     int severity;  // index into severities
-    nlohmann::json detail;
+    std::function<nlohmann::json()> detail;  // refers to the LiveState it was built from
     const char* word = nullptr;  // the check's own status word, where severities has none for it
 };
 
@@ -30,24 +34,28 @@ void add_loss(nlohmann::json& detail, const Loss& loss)
 
 Check nats_check(const LiveState& live)
 {
-    const int severity = live.nats_connected ? (live.heartbeat_loss.recent ? 1 : 0) : 2;
-    nlohmann::json detail{{"connected", live.nats_connected}, {"server", live.nats_server},
-        {"max_payload", live.max_payload}, {"reconnects", live.reconnects},
-        {"heartbeats_refused", live.heartbeats_refused}};
-    add_loss(detail, live.heartbeat_loss);
-    return {severity, std::move(detail)};
+    return {live.nats_connected ? (live.heartbeat_loss.recent ? 1 : 0) : 2, [&live] {
+                nlohmann::json detail{{"connected", live.nats_connected}, {"server", live.nats_server},
+                    {"max_payload", live.max_payload}, {"reconnects", live.reconnects},
+                    {"heartbeats_refused", live.heartbeats_refused}};
+                add_loss(detail, live.heartbeat_loss);
+                return detail;
+            }};
 }
 
 Check events_check(const LiveState& live, std::chrono::system_clock::time_point now)
 {
     const EventsState& events = live.events;
     const bool trouble = !events.problem.empty() || events.overdue || live.event_loss.recent;
-    nlohmann::json detail{{"delivery", events.delivery}, {"durable", events.durable}, {"stream", events.stream},
-        {"pending", events.pending}, {"acknowledged", events.acknowledged}, {"dropped", events.dropped},
-        {"truncated", events.truncated}, {"oldest_pending_s", oldest_pending_seconds(events, now)},
-        {"spool", events.spool}, {"spool_bytes", events.spool_bytes}, {"problem", events.problem}};
-    add_loss(detail, live.event_loss);
-    return {trouble ? 1 : 0, std::move(detail)};
+    return {trouble ? 1 : 0, [&live, &events, now] {
+                nlohmann::json detail{{"delivery", events.delivery}, {"durable", events.durable},
+                    {"stream", events.stream}, {"pending", events.pending}, {"acknowledged", events.acknowledged},
+                    {"dropped", events.dropped}, {"truncated", events.truncated},
+                    {"oldest_pending_s", oldest_pending_seconds(events, now)}, {"spool", events.spool},
+                    {"spool_bytes", events.spool_bytes}, {"problem", events.problem}};
+                add_loss(detail, live.event_loss);
+                return detail;
+            }};
 }
 
 // `unknown` (the endpoint did not answer, or not as /leafz does) counts as
@@ -55,57 +63,71 @@ Check events_check(const LiveState& live, std::chrono::system_clock::time_point 
 Check uplink_check(const LiveState& live)
 {
     const UplinkState& uplink = live.uplink;
-    nlohmann::json remotes = nlohmann::json::array();
-    for (const auto& [url, rtt] : uplink.remotes)
-        remotes.push_back({{"url", url}, {"rtt", rtt}});
     return {uplink.state == "up" ? 0 : 1,
-        {{"state", uplink.state}, {"connected", uplink.state == "up"}, {"remotes", std::move(remotes)},
-            {"since", util::rfc3339_or_empty(uplink.since)}, {"reason", uplink.reason}},
+        [&uplink] {
+            nlohmann::json remotes = nlohmann::json::array();
+            for (const auto& [url, rtt] : uplink.remotes)
+                remotes.push_back({{"url", url}, {"rtt", rtt}});
+            return nlohmann::json{{"state", uplink.state}, {"connected", uplink.state == "up"},
+                {"remotes", std::move(remotes)}, {"since", util::rfc3339_or_empty(uplink.since)},
+                {"reason", uplink.reason}};
+        },
         uplink.state == "unknown" ? "unknown" : nullptr};
 }
 
 // A unit in trouble makes the check degraded, a critical one failing; not
 // watching (no system bus, no systemd on it) counts as degraded and says
 // `unknown`: nobody can vouch for the units then.
+int unit_severity(const units::Unit& unit)
+{
+    return units::in_trouble(unit) ? (unit.critical ? 2 : 1) : 0;
+}
+
 Check units_check(const LiveState& live)
 {
     const UnitsState& units = live.units;
     int severity = units.watching ? 0 : 1;
-    nlohmann::json list = nlohmann::json::array();
-    for (const units::Unit& unit : units.units) {
-        const int own = units::in_trouble(unit) ? (unit.critical ? 2 : 1) : 0;
-        severity = std::max(severity, own);
-        list.push_back({{"unit", unit.name}, {"load_state", unit.load_state}, {"active_state", unit.active_state},
-            {"sub_state", unit.sub_state}, {"result", unit.result}, {"restarts", unit.restarts},
-            {"exit_code", unit.exit_code}, {"exit_status", unit.exit_status},
-            {"since", util::rfc3339_or_empty(unit.since)}, {"critical", unit.critical},
-            {"status", severities[static_cast<std::size_t>(own)]}});
-    }
+    for (const units::Unit& unit : units.units)
+        severity = std::max(severity, unit_severity(unit));
     return {severity,
-        {{"watching", units.watching}, {"reason", units.reason}, {"failed", units::in_trouble(units.units)},
-            {"units", std::move(list)}},
+        [&units] {
+            nlohmann::json list = nlohmann::json::array();
+            for (const units::Unit& unit : units.units)
+                list.push_back({{"unit", unit.name}, {"load_state", unit.load_state},
+                    {"active_state", unit.active_state}, {"sub_state", unit.sub_state}, {"result", unit.result},
+                    {"restarts", unit.restarts}, {"exit_code", unit.exit_code}, {"exit_status", unit.exit_status},
+                    {"since", util::rfc3339_or_empty(unit.since)}, {"critical", unit.critical},
+                    {"status", severities[static_cast<std::size_t>(unit_severity(unit))]}});
+            return nlohmann::json{{"watching", units.watching}, {"reason", units.reason},
+                {"failed", units::in_trouble(units.units)}, {"units", std::move(list)}};
+        },
         !units.watching && severity < 2 ? "unknown" : nullptr};
 }
 
 Check dbus_check(const LiveState& live)
 {
     const bool disabled = live.bus == config::Bus::none;
-    return {disabled || live.dbus_name_owned ? 0 : 2,
-        {{"bus",
-             std::string(disabled                      ? "none"
-                     : live.bus == config::Bus::system ? "system"
-                                                       : "session")},
-            {"name_owned", live.dbus_name_owned}}};
+    return {disabled || live.dbus_name_owned ? 0 : 2, [&live, disabled] {
+                return nlohmann::json{{"bus",
+                                          std::string(disabled                      ? "none"
+                                                  : live.bus == config::Bus::system ? "system"
+                                                                                    : "session")},
+                    {"name_owned", live.dbus_name_owned}};
+            }};
 }
 
 Check systemd_check(const LiveState& live)
 {
-    return {0, {{"notify", live.notify_socket}, {"watchdog_usec", live.watchdog_usec}}};
+    return {0, [&live] {
+                return nlohmann::json{{"notify", live.notify_socket}, {"watchdog_usec", live.watchdog_usec}};
+            }};
 }
 
 Check config_check(const LiveState& live)
 {
-    return {live.last_reload_failed ? 1 : 0, {{"last_reload_failed", live.last_reload_failed}}};
+    return {live.last_reload_failed ? 1 : 0, [&live] {
+                return nlohmann::json{{"last_reload_failed", live.last_reload_failed}};
+            }};
 }
 
 using Checks = std::vector<std::pair<const char*, Check>>;
@@ -147,7 +169,7 @@ nlohmann::json health_json(
     const Checks all = all_checks(live, now);
     nlohmann::json checks = nlohmann::json::object();
     for (const auto& [name, check] : all) {
-        nlohmann::json entry = check.detail;
+        nlohmann::json entry = check.detail();
         entry["status"] = check.word ? check.word : severities[static_cast<std::size_t>(check.severity)];
         checks[name] = std::move(entry);
     }
