@@ -26,7 +26,7 @@ constexpr int max_pings_out = 1;
 // A server that stops reading fails the write after this instead of blocking
 // the event loop (heartbeats and events are written from it): a send that
 // moves nothing for half of it gives up, and nats.c finds its deadline passed.
-constexpr std::chrono::milliseconds write_deadline{2000};
+constexpr std::chrono::milliseconds write_deadline{1000};
 // nats.c's own reconnect buffer only covers the moment before a lost
 // connection is noticed: the daemon publishes only while connected and keeps
 // events itself (events::Delivery), so stale heartbeats are never replayed.

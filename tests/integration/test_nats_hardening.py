@@ -322,7 +322,7 @@ def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the
         daemons, notify, nats_server):
     """A server that stops reading (its window shut, no reset) would hold a
     write, and with it nats.c's connection lock, its PINGs and the event
-    loop's next publish, for ever. The write deadline (2 s) ends it: the
+    loop's next publish, for ever. The write deadline (1 s) ends it: the
     daemon notices long before a PING could tell, reconnects and answers."""
     deaf = Deaf(nats_server)
     try:
