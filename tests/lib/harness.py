@@ -144,9 +144,19 @@ class DbusDaemon:
         self.socket.unlink(missing_ok=True)
         self.proc = subprocess.Popen(["dbus-daemon", "--config-file", str(self.conf), "--nofork", "--nopidfile"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self.socket.exists, 10, what="dbus-daemon socket")
+        # The socket's file appears at bind(), before listen(): a bus paused
+        # in between would refuse connections instead of hanging them.
+        wait_until(self._listening, 10, what="dbus-daemon listening")
         os.chmod(self.socket, 0o777)
         return self
+
+    def _listening(self):
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(self.socket))
+                return True
+            except OSError:
+                return False
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
