@@ -210,10 +210,14 @@ class NotifySocket:
             return list(self.messages)
 
     def wait_for(self, key, value=None, timeout=5.0, after=0):
-        """The first message from index `after` on that has `key` (= `value`)."""
+        """The first message from index `after` on that has `key` (= `value`,
+        or for which `value`, a function of the field, is true)."""
+        def matches(field):
+            return value is None or (value(field) if callable(value) else field == value)
+
         def find():
             for index, (_, fields, _) in enumerate(self.snapshot()[after:], after):
-                if key in fields and (value is None or fields[key] == value):
+                if key in fields and matches(fields[key]):
                     return index, fields
             return None
         return wait_until(find, timeout, what=f"{key}={value or '*'} on the notify socket")
