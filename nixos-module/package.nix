@@ -64,6 +64,7 @@ stdenv.mkDerivation {
     libnats-c
     sdbus-cpp
     systemdLibs
+    # Its headers only (compiled into the daemon), and the fmt it propagates.
     spdlog
     yaml-cpp
     nlohmann_json

@@ -2,6 +2,7 @@
 test owns: READY, STATUS, WATCHDOG, RELOADING+MONOTONIC_USEC, STOPPING."""
 import signal
 import time
+from pathlib import Path
 
 from harness import NatsServer, free_port, leaf_config, wait_until
 
@@ -153,6 +154,22 @@ def test_no_status_while_nothing_an_operator_reads_changes(daemons, notify, nats
     leaf.wait_for_log("NATS connection lost")
     wait_until(lambda: any("Reconnecting" in fields.get("STATUS", "") for _, fields, _ in notify.snapshot()[index:]),
                5, what="STATUS= to say so")
+
+
+def test_every_thread_leaves_the_signals_to_the_event_loop(daemons, notify, nats_server):
+    """SIGTERM, SIGINT and SIGHUP go to the loop's signalfd. A thread of
+    nats.c's (started early, while the config is read) that did not block
+    them could take one, and its default action would kill the daemon."""
+    leaf = daemons(leaf_config(nats_server), notify=notify).start()
+    notify.wait_for("READY", "1", timeout=10)
+    wanted = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    tasks = list(Path(f"/proc/{leaf.proc.pid}/task").iterdir())
+    assert len(tasks) >= 5  # the loop's, and nats.c's timers, callbacks, reader, flusher...
+    for task in tasks:
+        status = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines() if ":\t" in line)
+        blocked = {s for s in wanted if int(status["SigBlk"], 16) >> (s - 1) & 1}
+        assert blocked == wanted, f"thread {status['Name']} ({task.name}) takes {wanted - blocked}"
+    assert leaf.stop() == 0
 
 
 def test_sigterm_during_startup_exits_cleanly(daemons, notify):
