@@ -39,5 +39,10 @@ for prog in health_bench bare_responder; do
     cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$bin/$prog" "$here/$prog.c" \
         $(pkg-config --cflags --libs libnats) -lpthread
 done
+# bare-libs: the same responder loading every library the daemon loads, so
+# that the start's table can tell the loader's share from the daemon's own.
+# shellcheck disable=SC2046
+cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$bin/bare_responder_libs" "$here/bare_responder.c" \
+    -Wl,--no-as-needed $(pkg-config --cflags --libs libnats yaml-cpp sdbus-c++ libsystemd fmt) -lstdc++ -lpthread
 
 python3 "$here/measure.py" --bin-dir "$bin" --daemon "$daemon" --spool-bench "$spool_bench" "$@"
