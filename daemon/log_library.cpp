@@ -1,5 +1,5 @@
 // spdlog's compiled part, built into the daemon instead of loaded from
-// libspdlog.so: the dynamic loader then resolves some 1,500 fewer symbols
+// libspdlog.so: the dynamic loader then resolves some 1,200 fewer symbols
 // at every start. These are the sources spdlog's own src/spdlog.cpp and
 // src/stdout_sinks.cpp compile (with SPDLOG_COMPILED_LIB, as every other
 // file here includes spdlog), with the sinks log.cpp uses.
