@@ -75,14 +75,14 @@ Check uplink_check(const LiveState& live)
         uplink.state == "unknown" ? "unknown" : nullptr};
 }
 
-// A unit in trouble makes the check degraded, a critical one failing; not
-// watching (no system bus, no systemd on it) counts as degraded and says
-// `unknown`: nobody can vouch for the units then.
+// A unit in trouble is degraded, a critical one failing.
 int unit_severity(const units::Unit& unit)
 {
     return units::in_trouble(unit) ? (unit.critical ? 2 : 1) : 0;
 }
 
+// The worst of the units; not watching (no system bus, no systemd on it)
+// counts as degraded and says `unknown`: nobody can vouch for the units then.
 Check units_check(const LiveState& live)
 {
     const UnitsState& units = live.units;
