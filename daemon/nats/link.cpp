@@ -29,6 +29,10 @@ constexpr std::chrono::milliseconds write_deadline{1000};
 // connection is noticed: the daemon publishes only while connected and keeps
 // events itself (events::Delivery), so stale heartbeats are never replayed.
 constexpr int library_buffer_bytes = 64 * 1024;
+// Health replies are not queued beyond this while the server takes none: a
+// server that reads takes that much in milliseconds, and one that does not
+// is given up after the write deadline anyway.
+constexpr int reply_backlog_bytes = 4 << 20;
 // A drain that nats.c has not ended by its own timeout plus this is cut short.
 constexpr std::chrono::milliseconds drain_grace{500};
 
@@ -431,11 +435,17 @@ void Link::answer_health(natsConnection* connection)
             const auto begin = std::chrono::steady_clock::now();
             // Without a reply subject it is no request: nothing to answer or count.
             if (const char* reply = natsMsg_GetReply(message); reply && *reply) {
-                handlers_.health(text, begin);
-                const natsStatus sent =
-                    natsConnection_Publish(connection, reply, text.data(), static_cast<int>(text.size()));
-                service_.record(endpoint, std::chrono::steady_clock::now() - begin,
-                    sent == NATS_OK ? std::string() : "reply not sent: " + status_text(sent));
+                std::string error;
+                if (const int backlog = natsConnection_Buffered(connection); backlog > reply_backlog_bytes) {
+                    error = "reply not sent: the server has not taken the last " + std::to_string(backlog) + " bytes";
+                } else {
+                    handlers_.health(text, begin);
+                    const natsStatus sent =
+                        natsConnection_Publish(connection, reply, text.data(), static_cast<int>(text.size()));
+                    if (sent != NATS_OK)
+                        error = "reply not sent: " + status_text(sent);
+                }
+                service_.record(endpoint, std::chrono::steady_clock::now() - begin, error);
             }
             natsMsg_Destroy(message);
         }
@@ -535,7 +545,7 @@ std::string Link::run_connection()
         }
         for (auto& slot : health_subscriptions_)
             slot.store(nullptr);
-        socket_loop.reset();  // after the last read: nothing uses the connection now
+        socket_loop.reset();  // once nats.c has detached it: no read uses the connection after this
         for (natsSubscription* subscription : subscriptions)
             natsSubscription_Destroy(subscription);
         natsConnection_Destroy(connection);

@@ -42,6 +42,10 @@ SocketLoop::SocketLoop(std::chrono::milliseconds write_deadline, AfterRead after
 
 SocketLoop::~SocketLoop()
 {
+    {
+        std::unique_lock lock(mutex_);
+        detached_.wait(lock, [this] { return connection_ == nullptr; });
+    }
     thread_.request_stop();
     kick();
     thread_.join();
@@ -103,6 +107,7 @@ natsStatus SocketLoop::on_detach(void* data)
     self->watch();
     self->connection_ = nullptr;
     self->socket_ = -1;
+    self->detached_.notify_all();  // under the lock: the loop may be gone once it is released
     return NATS_OK;
 }
 

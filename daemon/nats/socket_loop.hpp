@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -30,7 +31,9 @@ public:
     SocketLoop(std::chrono::milliseconds write_deadline, AfterRead after_read);
     SocketLoop(const SocketLoop&) = delete;
     SocketLoop& operator=(const SocketLoop&) = delete;
-    ~SocketLoop();  // ends the thread; nats.c must be done with the loop (its connection closed)
+    // Waits for nats.c to detach the connection it attached (after closing
+    // it, maybe on a thread of its own), then ends the thread.
+    ~SocketLoop();
 
     // Makes connections made with `options` use this loop.
     natsStatus use_for(natsOptions* options);
@@ -53,6 +56,7 @@ private:
     util::Fd wake_;  // eventfd: kick() and stopping
 
     std::mutex mutex_;  // guards everything below; never held while calling nats.c
+    std::condition_variable detached_;
     natsConnection* connection_ = nullptr;  // while attached
     int socket_ = -1;
     bool reading_ = false;

@@ -306,8 +306,8 @@ def flood_with_health_requests(server, count=20000):
 
 
 def test_sigterm_within_3s_while_the_server_stops_reading(daemons, notify, nats_server):
-    """The replies' writer holds nats.c's connection lock until the write
-    deadline; the stopping event and the drain wait behind it."""
+    """The replies wait to be written until the write deadline gives the
+    socket up; the stopping event and the drain come after them."""
     deaf = Deaf(nats_server)
     try:
         leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [deaf.url]})
@@ -320,9 +320,8 @@ def test_sigterm_within_3s_while_the_server_stops_reading(daemons, notify, nats_
 
 def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the_link_heals(
         daemons, notify, nats_server):
-    """A server that stops reading (its window shut, no reset) would hold a
-    write, and with it nats.c's connection lock, its PINGs and the event
-    loop's next publish, for ever. The write deadline (1 s) ends it: the
+    """A server that stops reading (its window shut, no reset) would keep
+    every write waiting for ever. The write deadline (1 s) ends it: the
     daemon notices long before a PING could tell, reconnects and answers."""
     deaf = Deaf(nats_server)
     try:
@@ -347,6 +346,36 @@ def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the
         assert leaf.stop() == 0
     finally:
         deaf.close()
+
+
+def test_replies_a_server_does_not_take_stop_piling_up_and_are_counted_as_errors(daemons, notify, nats_server):
+    """18 MB of replies for a server that reads none: past 4 MiB waiting to
+    be written, requests go unanswered (the server is given up within the
+    write deadline anyway) and each is counted as an error, not kept."""
+    deaf = Deaf(nats_server)
+    try:
+        leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [deaf.url]})
+        after = len(notify.snapshot())
+        before_kib = vm_kib(leaf.proc.pid, "VmRSS")
+        deaf.deafen()
+        flood_with_health_requests(nats_server)
+        notify.wait_for("STATUS", lambda status: status.startswith("Connected to"), timeout=20, after=after)
+        grown_mib = (vm_kib(leaf.proc.pid, "VmHWM") - before_kib) / 1024
+        print("GROWN", grown_mib)
+        assert grown_mib < 12, grown_mib
+        with Client(nats_server.port) as client:
+            stats = json.loads(client.request("$SRV.STATS.cim-leaf.leaf-01", timeout=5).data)
+        own = next(e for e in stats["endpoints"] if e["name"] == "health")
+        assert own["num_errors"] > 0, own
+        assert own["last_error"].startswith("reply not sent: the server has not taken the last "), own
+        assert leaf.stop() == 0
+    finally:
+        deaf.close()
+
+
+def vm_kib(pid, field):
+    line = next(l for l in open(f"/proc/{pid}/status") if l.startswith(field + ":"))
+    return int(line.split()[1])
 
 
 # 10. $SRV answers every request; only requests count.
