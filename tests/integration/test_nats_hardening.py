@@ -4,6 +4,7 @@ max_payload, subscriptions and publishes the server refuses, retries that
 slowed down, SIGTERM held up by silent servers, and $SRV requests left
 without an answer. Each test failed on the daemon before these fixes."""
 import json
+import os
 import re
 import signal
 import subprocess
@@ -361,8 +362,8 @@ def test_replies_a_server_does_not_take_stop_piling_up_and_are_counted_as_errors
         flood_with_health_requests(nats_server)
         notify.wait_for("STATUS", lambda status: status.startswith("Connected to"), timeout=20, after=after)
         grown_mib = (vm_kib(leaf.proc.pid, "VmHWM") - before_kib) / 1024
-        print("GROWN", grown_mib)
-        assert grown_mib < 12, grown_mib
+        if "ASAN_OPTIONS" not in os.environ:  # ASan keeps freed memory in quarantine
+            assert grown_mib < 12, grown_mib  # 15 MiB when every reply is queued
         with Client(nats_server.port) as client:
             stats = json.loads(client.request("$SRV.STATS.cim-leaf.leaf-01", timeout=5).data)
         own = next(e for e in stats["endpoints"] if e["name"] == "health")
