@@ -24,6 +24,12 @@ one to bench.bare.health, which every bare one answers: the time from its
 publish to the N-th reply, --fanout-repeats times a round. The processes
 are added from one N of --fanout-leaves to the next; with each N, the mean
 Pss of a daemon and of a bare responder (the libraries shared by all).
+
+Both also run bare-loop beside them, measured in the same rounds: the bare
+responder built with -DSOCKET_LOOP, which reads its socket as the daemon
+does (one thread reads and answers) where bare uses nats.c's own threads.
+The goals are against bare; the rows against bare-loop tell how much of
+the daemon's figure is that model and how much its own work.
 """
 import json
 import os
@@ -35,9 +41,11 @@ from common import (NatsServer, Notified, conditions, executable, free_port, mem
 from fleet import BATCH, ORPHAN_GUARD, raise_fd_limit
 from nats_client import Client  # on sys.path through events, which fleet imports
 
-VARIANTS = ("bare", "daemon")
-SUBJECTS = {"bare": "bench.bare.health", "daemon": "cim.leaf.bench.health"}
-FANOUT_SUBJECTS = {"bare": "bench.bare.health", "daemon": "cim.leaf.health"}
+VARIANTS = ("bare", "daemon", "bare-loop")
+BARES = ("bare", "bare-loop")
+SUBJECTS = {"bare": "bench.bare.health", "daemon": "cim.leaf.bench.health", "bare-loop": "bench.bare-loop.health"}
+FANOUT_SUBJECTS = {**SUBJECTS, "daemon": "cim.leaf.health"}
+PROGRAMS = {"bare": "bare_responder", "bare-libs": "bare_responder_libs", "bare-loop": "bare_responder_loop"}
 READY_S = 30  # for each batch of processes started together
 
 DAEMON_CONFIG = """\
@@ -150,7 +158,7 @@ def measure_round(args, tmp, server, running, order, reply, round_):
             p = start_daemon(args, tmp, "bench-start", server.url)
         else:
             p = start_bare(args, tmp, f"{v}-start-r{round_}", server.url, f"bench.{v}-start.health", reply,
-                           prog="bare_responder_libs" if v == "bare-libs" else "bare_responder")
+                           prog=PROGRAMS[v])
         try:
             ready = ready_ms(p)
         finally:
@@ -183,7 +191,7 @@ def run(args, tmp):
     """The health benchmark: (results, why the daemon's half is missing or None)."""
     start = conditions()
     have_daemon = executable(args.daemon)
-    variants = VARIANTS if have_daemon else VARIANTS[:1]
+    variants = VARIANTS if have_daemon else BARES
     print(f"health: {args.rounds} rounds of {args.n} requests with {args.k} and with {args.k_high} in flight, "
           f"{args.cpu_requests} one every {args.cpu_interval_us} us, a fresh start; idle: {args.settle:g} s settle "
           f"+ {args.idle:g} s sample", flush=True)
@@ -201,8 +209,9 @@ def run(args, tmp):
             first = start_daemon(args, tmp, "bench-start", server.url)  # makes the spool the measured starts find
             stop_all([first])
             ready_ms(first)
-        running["bare"] = start_bare(args, tmp, "bare", server.url, SUBJECTS["bare"], reply, guard=ORPHAN_GUARD)
-        ready_ms(running["bare"])
+        for v in BARES:
+            running[v] = start_bare(args, tmp, v, server.url, SUBJECTS[v], reply, guard=ORPHAN_GUARD, prog=PROGRAMS[v])
+            ready_ms(running[v])
         time.sleep(args.settle)
         result["once"] = idle_and_memory(args, running)
         for round_ in range(args.rounds):
@@ -225,7 +234,8 @@ def run(args, tmp):
 
 
 def row(label, fmt, bare, daemon, goal="", met=None):
-    """A table line from per-round values; met(ratio median, daemon median) says whether the goal is."""
+    """A table line from per-round values; met(ratio median, daemon median) says whether the goal is.
+    `bare` is the baseline's, bare or bare-loop."""
     if not daemon:
         return (label, fmt.format(spread(bare)[0]), "-", "-", goal, "")
     ratio, low, high = paired(daemon, bare)
@@ -267,6 +277,10 @@ def table(result):
                          [r["daemon"][key] for r in rounds if "daemon" in r], goal, met))
     lines.append(row("start to READY=1 against bare-libs (ms)", "{:.1f}", [r["bare-libs"]["ready_ms"] for r in rounds],
                      [r["daemon"]["ready_ms"] for r in rounds if "daemon" in r]))
+    for key, label, fmt, _, _ in ROUND_ROWS:
+        if key in ("throughput", "p99_us_high", "cpu_us_per_request"):
+            lines.append(row(label.format(**result) + " against bare-loop", fmt, [r["bare-loop"][key] for r in rounds],
+                             [r["daemon"][key] for r in rounds if "daemon" in r]))
     once = result["once"]
     for key, label, fmt in ONCE_ROWS:
         lines.append((label.format(**result), fmt.format(once["bare"][key]),
@@ -278,36 +292,37 @@ def run_fanout(args, tmp):
     """The fan-out benchmark: (results, which fan-outs fell short, or None)."""
     start = conditions()
     leaves = sorted({int(n) for n in args.fanout_leaves.split(",")})
-    print(f"fanout: {','.join(map(str, leaves))} daemons and as many bare responders on one nats-server, "
+    print(f"fanout: {','.join(map(str, leaves))} daemons and as many bare and bare-loop responders on one nats-server, "
           f"{args.rounds} rounds of {args.fanout_repeats} fan-outs each", flush=True)
     raise_fd_limit()  # 2 descriptors a process: its notify socket, its log
     bench = bin_path(args, "health_bench")
     server = NatsServer(free_port(), os.path.join(tmp, "nats-fanout.log"))
     server.start()
-    daemons, bares, reply = [], [], os.path.join(tmp, "fanout-reply.json")
+    procs, reply = {v: [] for v in VARIANTS}, os.path.join(tmp, "fanout-reply.json")
     result = {"start": start, "rounds": args.rounds, "repeats": args.fanout_repeats, "leaves": {}}
     try:
         for n in leaves:
             began = time.monotonic()
-            grow(daemons, n, lambda i: start_daemon(args, tmp, f"bench-{i}", server.url, heartbeat="30s",
-                                                     ready_timeout=0, guard=ORPHAN_GUARD))
+            grow(procs["daemon"], n, lambda i: start_daemon(args, tmp, f"bench-{i}", server.url, heartbeat="30s",
+                                                             ready_timeout=0, guard=ORPHAN_GUARD))
             if "reply_bytes" not in result:
                 result["reply_bytes"] = save_reply(server.port, "cim.leaf.bench-0.health", reply)
-            grow(bares, n, lambda i: start_bare(args, tmp, f"bare-{i}", server.url, FANOUT_SUBJECTS["bare"], reply,
-                                                ready_timeout=0, guard=ORPHAN_GUARD))
+            for v in BARES:
+                grow(procs[v], n, lambda i, v=v: start_bare(args, tmp, f"{v}-{i}", server.url, FANOUT_SUBJECTS[v],
+                                                            reply, ready_timeout=0, guard=ORPHAN_GUARD,
+                                                            prog=PROGRAMS[v]))
             started = time.monotonic() - began
             rounds, budget = [], min(600, 30 + args.fanout_repeats // 2)  # half a second a fan-out
             for round_ in range(args.rounds):
                 order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
                 rounds.append({v: run_json([bench, "-f", str(n), "-r", str(args.fanout_repeats), "-t", str(budget),
                                             server.url, FANOUT_SUBJECTS[v]], budget + 10) for v in order})
-            pss = {v: sum(memory_kib(p.proc.pid)[1] for p in procs) / len(procs) / 1024
-                   for v, procs in (("bare", bares), ("daemon", daemons))}
+            pss = {v: sum(memory_kib(p.proc.pid)[1] for p in ps) / len(ps) / 1024 for v, ps in procs.items()}
             result["leaves"][str(n)] = {"start_s": started, "rounds": rounds, "pss_mib": pss}
-            print(f"  {n} leaves: {len(daemons) + len(bares)} processes, the new ones ready in {started:.1f} s",
+            print(f"  {n} leaves: {sum(map(len, procs.values()))} processes, the new ones ready in {started:.1f} s",
                   flush=True)
     finally:
-        stop_all(daemons + bares)
+        stop_all([p for ps in procs.values() for p in ps])
         server.kill()
     result["end"] = conditions()
     short = [f"{n} leaves: {v} {sum(r[v]['short'] for r in figures['rounds'])} fan-outs"
@@ -327,6 +342,8 @@ def fanout_table(result):
                                       ("p90_us", "p90", "", None)):
             lines.append(row(f"{n} leaves: all answered, {label} (us)", "{:.0f}", [r["bare"][key] for r in rounds],
                              [r["daemon"][key] for r in rounds], goal, met))
+        lines.append(row(f"{n} leaves: all answered, median (us) against bare-loop", "{:.0f}",
+                         [r["bare-loop"]["median_us"] for r in rounds], [r["daemon"]["median_us"] for r in rounds]))
         pss = figures["pss_mib"]
         lines.append((f"{n} leaves: Pss per process (MiB)", f"{pss['bare']:.2f}", f"{pss['daemon']:.2f}", "-", "", ""))
     print_table(lines)

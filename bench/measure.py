@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The benchmarks, run by bench/run.sh (which builds the C programs):
 health and fanout (in health.py) measure the cim-leaf daemon against bare
-nats.c responders answering with the same bytes, on one nats-server, in
-rounds that alternate the two: health one of each (throughput and latency
+nats.c responders answering with the same bytes (bare, and bare-loop,
+which reads its socket as the daemon does), on one nats-server, in rounds
+that alternate them: health one of each (throughput and latency
 with -k and --k-high in flight, CPU per request at one request every
 --cpu-interval-us, start to READY=1; once: idle CPU and wakeups, Rss and
 Pss, server restart to answering), fanout N of each (--fanout-leaves) and
@@ -51,7 +52,8 @@ def main():
     responders.add_argument("--idle", type=float, default=10, help="idle seconds for CPU and wakeups")
     fanout = ap.add_argument_group("fanout")
     fanout.add_argument("--fanout-leaves", default="50,100",
-                        help="comma-separated N: daemons and as many bare responders (up to the largest N, 2 per N)")
+                        help="comma-separated N: daemons and as many bare and bare-loop responders "
+                             "(up to the largest N, 3 per N)")
     fanout.add_argument("--fanout-repeats", type=int, default=50, help="fan-outs per responder and round")
     both = ap.add_argument_group("health, fanout, events, spool, fleet and units")
     both.add_argument("--rounds", type=int, default=4,

@@ -2,7 +2,8 @@
 # Runs the benchmarks and prints tables of ratios (never pass/fail):
 #   health  the daemon's health answers against a bare nats.c responder that
 #           answers with the same bytes, both on one nats-server, in rounds
-#           alternating the two (--rounds): throughput and latency with -k
+#           alternating the two (--rounds; beside them bare-loop, the bare
+#           responder reading its socket as the daemon does): throughput and latency with -k
 #           (8) and --k-high (64) in flight, CPU per request at one request
 #           every --cpu-interval-us (3000), start to READY=1; once: idle CPU
 #           and wakeups, Rss and Pss, server restart to answering again;
@@ -44,5 +45,10 @@ done
 # shellcheck disable=SC2046
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$bin/bare_responder_libs" "$here/bare_responder.c" \
     -Wl,--no-as-needed $(pkg-config --cflags --libs libnats yaml-cpp sdbus-c++ libsystemd fmt) -lstdc++ -lpthread
+
+# bare-loop: the same responder reading its socket as the daemon does.
+# shellcheck disable=SC2046
+cc -O2 -std=c11 -D_GNU_SOURCE -DSOCKET_LOOP -Wall -Wextra -o "$bin/bare_responder_loop" "$here/bare_responder.c" \
+    $(pkg-config --cflags --libs libnats) -lpthread
 
 python3 "$here/measure.py" --bin-dir "$bin" --daemon "$daemon" --spool-bench "$spool_bench" "$@"

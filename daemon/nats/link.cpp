@@ -253,6 +253,7 @@ Published Link::send_now(const Message& message, const std::string& reply)
     std::lock_guard lock(mutex_);
     if (!connection_ || !connected_)
         return {Outcome::no_connection, "not connected to NATS"};
+    const SocketLoop::Writing writing(*socket_loop_, connection_);
     const natsStatus status = send(connection_, message, reply);
     switch (status) {
     case NATS_OK:
@@ -504,6 +505,7 @@ std::string Link::run_connection()
         {
             std::lock_guard lock(mutex_);
             connection_ = connection;
+            socket_loop_ = socket_loop.get();
             connected_ = true;
         }
         s = subscribe(connection);
@@ -540,6 +542,7 @@ std::string Link::run_connection()
             else if (served)
                 reason = "NATS connection closed" + (close_reason_.empty() ? "" : ": " + close_reason_);
             connection_ = nullptr;
+            socket_loop_ = nullptr;
             connected_ = false;
             subscriptions.swap(subscriptions_);
         }

@@ -90,6 +90,7 @@ private:
     std::mutex mutex_;  // guards everything below
     std::condition_variable changed_;
     natsConnection* connection_ = nullptr;
+    SocketLoop* socket_loop_ = nullptr;  // connection_'s
     void* attempt_ = nullptr;  // the current connection's key for its callbacks
     std::vector<natsSubscription*> subscriptions_;
     std::size_t live_subscriptions_ = 0;  // until nats.c reports each one complete

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace cim::nats {
 
@@ -17,9 +18,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The loop whose thread this is: a write nats.c asks for on it is done after
-// the read that caused it, with every reply of that read in one send().
-thread_local const SocketLoop* running_here = nullptr;
+// The loop whose writes this thread does itself, after what it publishes
+// (its Writing, or the loop's own thread after each read): nats.c's request
+// to write wakes no other thread then.
+thread_local const SocketLoop* writes_here = nullptr;
 
 int checked(int fd, const char* what)
 {
@@ -94,7 +96,7 @@ natsStatus SocketLoop::on_write(void* data, bool add)
     if (add && !self->writing_)
         self->write_moved_ = Clock::now();
     self->writing_ = add;
-    if (running_here != self)  // on the loop's own thread, run() writes next
+    if (!add || writes_here != self)
         self->watch();
     return NATS_OK;
 }
@@ -125,6 +127,31 @@ void SocketLoop::watch()
     watched_ = wanted;
 }
 
+void SocketLoop::write(natsConnection* connection)
+{
+    std::lock_guard writer(writer_);
+    bool owed = false;
+    {
+        std::lock_guard lock(mutex_);
+        owed = writing_ && connection_ == connection;
+    }
+    if (owed)
+        natsConnection_ProcessWriteEvent(connection);
+    std::lock_guard lock(mutex_);
+    watch();  // EPOLLOUT if the write could not finish, none if it did
+}
+
+SocketLoop::Writing::Writing(SocketLoop& loop, natsConnection* connection)
+    : loop_(loop), connection_(connection), outer_(std::exchange(writes_here, &loop))
+{
+}
+
+SocketLoop::Writing::~Writing()
+{
+    writes_here = outer_;
+    loop_.write(connection_);
+}
+
 void SocketLoop::give_up_stalled_write()
 {
     std::lock_guard lock(mutex_);
@@ -138,7 +165,7 @@ void SocketLoop::give_up_stalled_write()
 
 void SocketLoop::run(const std::stop_token& stop)
 {
-    running_here = this;
+    writes_here = this;
     while (!stop.stop_requested()) {
         int timeout_ms = -1;
         {
@@ -165,7 +192,6 @@ void SocketLoop::run(const std::stop_token& stop)
             writable = writable || (events[i].events & EPOLLOUT);
         }
         natsConnection* connection = nullptr;
-        bool write_owed = false;
         {
             std::lock_guard lock(mutex_);
             connection = connection_;
@@ -178,17 +204,7 @@ void SocketLoop::run(const std::stop_token& stop)
             natsConnection_ProcessReadEvent(connection);
         if (readable || kicked)
             after_read_(connection);
-        {
-            std::lock_guard lock(mutex_);
-            // Only with bytes to write: nats.c takes a send() of none for a closed connection.
-            write_owed = writing_ && connection_ == connection;
-        }
-        if (write_owed)
-            natsConnection_ProcessWriteEvent(connection);
-        {
-            std::lock_guard lock(mutex_);
-            watch();  // EPOLLOUT if that write could not finish, none if it did
-        }
+        write(connection);
         give_up_stalled_write();
     }
 }
