@@ -123,7 +123,7 @@ static natsStatus on_read(void *data, bool add) {
 static natsStatus on_write(void *data, bool add) {
     (void)data;
     atomic_store(&write_wanted, add);
-    if (!pthread_equal(pthread_self(), loop_thread))
+    if (!add || !pthread_equal(pthread_self(), loop_thread))
         watch(true, add);
     return NATS_OK;
 }
