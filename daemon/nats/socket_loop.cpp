@@ -1,5 +1,6 @@
 #include "nats/socket_loop.hpp"
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -22,6 +23,12 @@ using Clock = std::chrono::steady_clock;
 // (its Writing, or the loop's own thread after each read): nats.c's request
 // to write wakes no other thread then.
 thread_local const SocketLoop* writes_here = nullptr;
+
+bool writable_now(int socket)
+{
+    pollfd watched{.fd = socket, .events = POLLOUT, .revents = 0};
+    return poll(&watched, 1, 0) == 1;
+}
 
 int checked(int fd, const char* what)
 {
@@ -124,6 +131,10 @@ void SocketLoop::watch()
     const int operation = wanted == 0 ? EPOLL_CTL_DEL : watched_ == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
     // Fails only for a socket nats.c has already closed, which left epoll_ then.
     epoll_ctl(epoll_.get(), operation, socket_, &event);
+    // A write left to this loop by another thread: a socket that takes it
+    // wakes the loop, one that does not must start the write deadline there.
+    if ((wanted & ~watched_ & EPOLLOUT) && std::this_thread::get_id() != thread_.get_id() && !writable_now(socket_))
+        kick();
     watched_ = wanted;
 }
 

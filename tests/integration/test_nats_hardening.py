@@ -349,6 +349,28 @@ def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the
         deaf.close()
 
 
+def test_a_server_that_stops_reading_is_noticed_when_only_the_daemon_writes(daemons, notify, nats_server):
+    """No request wakes the socket's reader here: the event loop writes the
+    heartbeats (200 kB each, ten a second, each taken whole by the socket
+    until it is full) itself. The write deadline must still end the link
+    within seconds, not the PINGs in half a minute."""
+    labels = {f"label{i:03}": "x" * 250 for i in range(800)}
+    deaf = Deaf(nats_server)
+    try:
+        leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [deaf.url]},
+                          node={"id": "leaf-01", "labels": labels}, heartbeat={"interval": "100ms"})
+        time.sleep(1)  # the start's last answers are in: nothing comes to read once deaf
+        after = len(notify.snapshot())
+        deaf.deafen()
+        deafened = time.monotonic()
+        notify.wait_for("STATUS", lambda status: status.startswith("Reconnecting to NATS (NATS connection lost"),
+                        timeout=20, after=after)
+        assert time.monotonic() - deafened < 6
+        assert leaf.stop() == 0
+    finally:
+        deaf.close()
+
+
 def test_replies_a_server_does_not_take_stop_piling_up_and_are_counted_as_errors(daemons, notify, nats_server):
     """18 MB of replies for a server that reads none: past 4 MiB waiting to
     be written, requests go unanswered (the server is given up within the
