@@ -252,6 +252,33 @@ def test_tls_with_client_certificate(daemons, notify, tmp_path):
         server.stop()
 
 
+def test_over_tls_requests_in_flight_are_answered_and_heartbeats_span_records(daemons, notify, tmp_path):
+    """The socket thread reads TLS records, not bytes: 64 requests in flight
+    must all be answered, and 40 kB heartbeats (three records each) arrive
+    whole and in order."""
+    make_certificates(tmp_path)
+    server = NatsServer(tmp_path, extra=f'tls {{ cert_file: "{tmp_path}/server.pem", '
+                                        f'key_file: "{tmp_path}/server.key" }}').start()
+    labels = {f"label{i:03}": "x" * 250 for i in range(160)}
+    try:
+        leaf = start_leaf(daemons, notify, server, nats={"servers": [f"tls://127.0.0.1:{server.port}"],
+                                                         "tls": {"ca_file": str(tmp_path / "ca.pem")}},
+                          node={"id": "leaf-01", "labels": labels})
+        with Client(server.port, tls_ca=str(tmp_path / "ca.pem")) as client:
+            client.subscribe("_INBOX.tls.*")
+            for i in range(64):
+                client.publish("cim.leaf.leaf-01.health", reply=f"_INBOX.tls.{i}")
+            answered = {client.next_msg(timeout=5).subject for _ in range(64)}
+            assert answered == {f"_INBOX.tls.{i}" for i in range(64)}
+            client.subscribe("cim.leaf.leaf-01.heartbeat")
+            beats = [valid("heartbeat", msg.data) for msg in client.messages(5, timeout=5)]
+        assert [b["seq"] for b in beats] == list(range(beats[0]["seq"], beats[0]["seq"] + 5))
+        assert all(b["labels"] == labels for b in beats)
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
+
+
 def test_reconnect_after_server_restart(daemons, notify, tmp_path):
     server = NatsServer(tmp_path).start()
     leaf = start_leaf(daemons, notify, server)

@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -27,12 +28,15 @@ class NatsError(Exception):
 
 
 class Client:
-    def __init__(self, port, host="127.0.0.1", timeout=5.0, **connect_fields):
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, tls_ca=None, **connect_fields):
+        """tls_ca: the CA file of a server that requires TLS, which starts after its INFO."""
         self.sock = socket.create_connection((host, port), timeout)
         self.buf = b""
         self.sids = itertools.count(1)
         self.inbox = []  # messages read while waiting for something else
         self.info = json.loads(self._line(time.monotonic() + timeout).split(b" ", 1)[1])
+        if tls_ca:
+            self.sock = ssl.create_default_context(cafile=tls_ca).wrap_socket(self.sock, server_hostname=host)
         connect = {"verbose": False, "pedantic": False, "lang": "python-test", "version": "1",
                    "protocol": 1, "headers": True, "no_responders": True, **connect_fields}
         self.sock.sendall(f"CONNECT {json.dumps(connect)}\r\n".encode())
