@@ -10,11 +10,12 @@
 // READY=1 to $NOTIFY_SOCKET once subscribed and flushed, like the daemon, so
 // both are measured the same way. Runs until SIGTERM or SIGINT.
 //
-// Built with -DSOCKET_LOOP (bare_responder_loop), it reads its socket as the
-// daemon does (daemon/nats/socket_loop.cpp): nats.c's external event loop on
-// the main thread, a synchronous subscription emptied and answered after
-// every read, the replies written there too; nats.c's own model wakes a
-// reader and a delivery thread for each request.
+// Built with -DSOCKET_LOOP (bare_responder_loop), it reads its socket through
+// nats.c's external event loop on the main thread: a synchronous
+// subscription emptied and answered after every read, the replies written
+// there too, where nats.c's own model (bare's, and the daemon's) wakes a
+// reader and a delivery thread for each request. It tells what that model
+// is worth: the daemon tried it (branch socket-loop) and went back.
 #include <nats/nats.h>
 #include <pthread.h>
 #include <signal.h>

@@ -26,10 +26,10 @@ are added from one N of --fanout-leaves to the next; with each N, the mean
 Pss of a daemon and of a bare responder (the libraries shared by all).
 
 Both also run bare-loop beside them, measured in the same rounds: the bare
-responder built with -DSOCKET_LOOP, which reads its socket as the daemon
-does (one thread reads and answers) where bare uses nats.c's own threads.
-The goals are against bare; the rows against bare-loop tell how much of
-the daemon's figure is that model and how much its own work.
+responder built with -DSOCKET_LOOP, which reads its socket through nats.c's
+event loop (one thread reads and answers) where bare and the daemon use
+nats.c's own threads. The goals are against bare; the rows against
+bare-loop tell what that model would be worth.
 """
 import json
 import os

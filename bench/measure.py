@@ -2,7 +2,8 @@
 """The benchmarks, run by bench/run.sh (which builds the C programs):
 health and fanout (in health.py) measure the cim-leaf daemon against bare
 nats.c responders answering with the same bytes (bare, and bare-loop,
-which reads its socket as the daemon does), on one nats-server, in rounds
+which reads its socket on one thread through nats.c's event loop), on one
+nats-server, in rounds
 that alternate them: health one of each (throughput and latency
 with -k and --k-high in flight, CPU per request at one request every
 --cpu-interval-us, start to READY=1; once: idle CPU and wakeups, Rss and

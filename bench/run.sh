@@ -3,7 +3,8 @@
 #   health  the daemon's health answers against a bare nats.c responder that
 #           answers with the same bytes, both on one nats-server, in rounds
 #           alternating the two (--rounds; beside them bare-loop, the bare
-#           responder reading its socket as the daemon does): throughput and latency with -k
+#           responder reading its socket through nats.c's event loop on one
+#           thread): throughput and latency with -k
 #           (8) and --k-high (64) in flight, CPU per request at one request
 #           every --cpu-interval-us (3000), start to READY=1; once: idle CPU
 #           and wakeups, Rss and Pss, server restart to answering again;
@@ -46,7 +47,7 @@ done
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$bin/bare_responder_libs" "$here/bare_responder.c" \
     -Wl,--no-as-needed $(pkg-config --cflags --libs libnats yaml-cpp sdbus-c++ libsystemd fmt) -lstdc++ -lpthread
 
-# bare-loop: the same responder reading its socket as the daemon does.
+# bare-loop: the same responder reading its socket on one thread (nats.c's event loop).
 # shellcheck disable=SC2046
 cc -O2 -std=c11 -D_GNU_SOURCE -DSOCKET_LOOP -Wall -Wextra -o "$bin/bare_responder_loop" "$here/bare_responder.c" \
     $(pkg-config --cflags --libs libnats) -lpthread
