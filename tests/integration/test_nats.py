@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import ROOT, NatsServer, free_port, leaf_config, make_certificates, start_leaf, wait_until
+from harness import ROOT, NatsServer, free_port, leaf_config, make_certificates, start_leaf, tls_server, wait_until
 from nats_client import Client
 from payloads import valid
 
@@ -253,12 +253,10 @@ def test_tls_with_client_certificate(daemons, notify, tmp_path):
 
 
 def test_over_tls_requests_in_flight_are_answered_and_heartbeats_span_records(daemons, notify, tmp_path):
-    """The socket thread reads TLS records, not bytes: 64 requests in flight
-    must all be answered, and 40 kB heartbeats (three records each) arrive
-    whole and in order."""
-    make_certificates(tmp_path)
-    server = NatsServer(tmp_path, extra=f'tls {{ cert_file: "{tmp_path}/server.pem", '
-                                        f'key_file: "{tmp_path}/server.key" }}').start()
+    """What the daemon reads and writes over TLS are records, not bytes: 64
+    requests in flight must all be answered, and 40 kB heartbeats (three
+    records each) arrive whole and in order."""
+    server = tls_server(tmp_path)
     labels = {f"label{i:03}": "x" * 250 for i in range(160)}
     try:
         leaf = start_leaf(daemons, notify, server, nats={"servers": [f"tls://127.0.0.1:{server.port}"],

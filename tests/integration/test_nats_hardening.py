@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from faults import AcceptLog, Deaf, Partition, PlaintextServer, SilentServer
-from harness import BIN, NatsServer, leaf_config, make_certificates, wait_until
+from harness import BIN, NatsServer, leaf_config, make_certificates, tls_server, wait_until
 from nats_client import Client, NatsError
 from payloads import valid
 
@@ -376,10 +376,8 @@ def test_over_tls_a_server_that_stops_reading_is_noticed_and_the_link_heals(daem
     heal (a daemon reading its socket on a thread of its own, through
     nats.c's event loop, reconnected for ever after here), and stop
     within 3 s."""
-    make_certificates(tmp_path)
+    server = tls_server(tmp_path)
     ca = str(tmp_path / "ca.pem")
-    server = NatsServer(tmp_path, extra=f'tls {{ cert_file: "{tmp_path}/server.pem", '
-                                        f'key_file: "{tmp_path}/server.key" }}').start()
     deaf = Deaf(server)
     try:
         leaf = start_leaf(daemons, notify, server, nats={"servers": [f"tls://127.0.0.1:{deaf.port}"],

@@ -322,6 +322,13 @@ def start_leaf(daemons, notify, server, node_id="leaf-01", **sections):
     return leaf
 
 
+def tls_server(directory):
+    """A nats-server that requires TLS, with certificates made in `directory` (CA: directory/ca.pem)."""
+    make_certificates(directory)
+    return NatsServer(directory, extra=f'tls {{ cert_file: "{directory}/server.pem", '
+                                       f'key_file: "{directory}/server.key" }}').start()
+
+
 def make_certificates(directory, server_names="IP:127.0.0.1,DNS:localhost"):
     """A CA, a server certificate for `server_names` (subjectAltName) and a client certificate."""
     def openssl(*args):
