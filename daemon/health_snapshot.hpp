@@ -11,7 +11,7 @@
 
 namespace cim {
 
-// The health reply as nats.c's delivery thread reads it: rendered by the
+// The health reply as the connection's socket thread reads it: rendered by the
 // first request after the live state changed (not at every change: an event
 // burst changes it with every event, and nobody may ask), kept, and stamped
 // per request with the values that change with the clock or with every

@@ -62,8 +62,8 @@ struct Handlers {
     std::function<void(const std::string& subject, const std::string& why)> refused;
     std::function<void(const Answer&)> answered;  // a request's answer
     std::function<void()> stopped;  // after stop(): drained and closed
-    // On a nats.c delivery thread: writes the health reply to a request
-    // that came at `arrived` into `reply`, which that thread keeps from one
+    // On the thread that reads the connection's socket: writes the health
+    // reply to a request that came at `arrived` into `reply`, kept from one
     // request to the next. Must be thread-safe, and callable until every
     // connection's thread has ended.
     std::function<void(std::string& reply, std::chrono::steady_clock::time_point arrived)> health;

@@ -9,7 +9,6 @@
 #include <unordered_map>
 
 #include "nats/options.hpp"
-#include "nats/socket.hpp"
 #include "util/ids.hpp"
 
 namespace cim::nats {
@@ -23,14 +22,17 @@ constexpr int flush_timeout_ms = 5000;
 // wakes the daemon twice (the timer, the PONG), so few and far between.
 constexpr int ping_interval_ms = 15'000;
 constexpr int max_pings_out = 1;
-// A server that stops reading fails the write after this instead of blocking
-// the event loop (heartbeats and events are written from it): a send that
-// moves nothing for half of it gives up, and nats.c finds its deadline passed.
+// A server that stops reading is given up when a write has moved nothing for
+// this long (SocketLoop); nats.c's own writes while it connects keep to it too.
 constexpr std::chrono::milliseconds write_deadline{1000};
 // nats.c's own reconnect buffer only covers the moment before a lost
 // connection is noticed: the daemon publishes only while connected and keeps
 // events itself (events::Delivery), so stale heartbeats are never replayed.
 constexpr int library_buffer_bytes = 64 * 1024;
+// Health replies are not queued beyond this while the server takes none: a
+// server that reads takes that much in milliseconds, and one that does not
+// is given up after the write deadline anyway.
+constexpr int reply_backlog_bytes = 4 << 20;
 // A drain that nats.c has not ended by its own timeout plus this is cut short.
 constexpr std::chrono::milliseconds drain_grace{500};
 
@@ -188,7 +190,8 @@ Link::Link(EventLoop& loop, const config::Config& config, Auth auth, Handlers ha
     : loop_(loop), nats_(config.nats), auth_(std::move(auth)), handlers_(std::move(handlers)),
       service_(config.node.id,
           {{"health", config.subjects.prefix + "." + config.node.id + ".health"},
-              {"fleet-health", config.subjects.prefix + ".health"}})
+              {"fleet-health", config.subjects.prefix + ".health"}}),
+      health_subscriptions_(service_.endpoints().size())
 {
     for (std::size_t i = 0; i < service_.endpoints().size(); ++i)
         routes_.push_back({Route::Kind::health, service_.endpoints()[i].subject, i, this});
@@ -250,6 +253,7 @@ Published Link::send_now(const Message& message, const std::string& reply)
     std::lock_guard lock(mutex_);
     if (!connection_ || !connected_)
         return {Outcome::no_connection, "not connected to NATS"};
+    const SocketLoop::Writing writing(*socket_loop_, connection_);
     const natsStatus status = send(connection_, message, reply);
     switch (status) {
     case NATS_OK:
@@ -271,12 +275,14 @@ Published Link::send_now(const Message& message, const std::string& reply)
     }
 }
 
-natsStatus Link::connect(natsConnection** connection, void* attempt)
+natsStatus Link::connect(natsConnection** connection, void* attempt, SocketLoop& socket_loop)
 {
     natsOptions* options = nullptr;
     natsStatus s = natsOptions_Create(&options);
     if (s == NATS_OK)
         s = set_connection_options(options, nats_, auth_);
+    if (s == NATS_OK)
+        s = socket_loop.use_for(options);
     if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(options, -1);
     if (s == NATS_OK)
@@ -305,7 +311,6 @@ natsStatus Link::connect(natsConnection** connection, void* attempt)
         });
     };
     auto on_reconnected = [](natsConnection* nc, void* key) {
-        block_reads(nc, write_deadline / 2);
         with_current(key, [server = Server{connected_url(nc), natsConnection_GetMaxPayload(nc)}](Link& link) {
             link.post([server](Link& self) { self.handlers_.reconnected(server); });
         });
@@ -376,6 +381,15 @@ natsStatus Link::subscribe(natsConnection* connection)
     };
     for (const Route& route : routes_) {
         natsSubscription* subscription = nullptr;
+        if (route.kind == Route::Kind::health) {
+            const natsStatus s = natsConnection_SubscribeSync(&subscription, connection, route.subject.c_str());
+            if (s != NATS_OK)
+                return s;
+            std::lock_guard lock(mutex_);
+            subscriptions_.push_back(subscription);
+            health_subscriptions_[route.endpoint].store(subscription, std::memory_order_release);
+            continue;
+        }
         natsStatus s = natsConnection_Subscribe(
             &subscription, connection, route.subject.c_str(), handler, const_cast<Route*>(&route));
         if (s != NATS_OK)
@@ -394,7 +408,6 @@ natsStatus Link::subscribe(natsConnection* connection)
 
 void Link::on_message(const Route& route, natsConnection* connection, natsMsg* message)
 {
-    const auto begin = std::chrono::steady_clock::now();
     const char* reply = natsMsg_GetReply(message);
     if (route.kind == Route::Kind::answer) {
         const std::string subject = natsMsg_GetSubject(message);
@@ -402,22 +415,52 @@ void Link::on_message(const Route& route, natsConnection* connection, natsMsg* m
             std::string(natsMsg_GetData(message), static_cast<std::size_t>(natsMsg_GetDataLength(message))),
             natsMsg_IsNoResponders(message)};
         post([answer = std::move(answer)](Link& link) { link.handlers_.answered(answer); });
-    } else if (reply && *reply) {  // without a reply subject it is no request: nothing to answer or count
-        if (route.kind == Route::Kind::health) {
-            // Each nats.c delivery thread reuses its own room for the reply.
-            thread_local std::string text;
-            handlers_.health(text, begin);
-            const natsStatus sent =
-                natsConnection_Publish(connection, reply, text.data(), static_cast<int>(text.size()));
-            service_.record(route.endpoint, std::chrono::steady_clock::now() - begin,
-                sent == NATS_OK ? std::string() : "reply not sent: " + status_text(sent));
-        } else {
-            Message answer = service_.answer(natsMsg_GetSubject(message));
-            answer.subject = reply;
-            send(connection, answer);
-        }
+    } else if (reply && *reply) {  // without a reply subject it is no request: nothing to answer
+        Message answer = service_.answer(natsMsg_GetSubject(message));
+        answer.subject = reply;
+        send(connection, answer);
     }
     natsMsg_Destroy(message);
+}
+
+void Link::answer_health(natsConnection* connection)
+{
+    std::string& text = health_reply_;
+    for (std::size_t endpoint = 0; endpoint < health_subscriptions_.size(); ++endpoint) {
+        natsSubscription* subscription = health_subscriptions_[endpoint].load(std::memory_order_acquire);
+        int pending = 0;
+        if (!subscription || natsSubscription_GetPending(subscription, &pending, nullptr) != NATS_OK)
+            continue;
+        natsMsg* message = nullptr;
+        for (; pending > 0 && natsSubscription_NextMsg(&message, subscription, 0) == NATS_OK; --pending) {
+            const auto begin = std::chrono::steady_clock::now();
+            // Without a reply subject it is no request: nothing to answer or count.
+            if (const char* reply = natsMsg_GetReply(message); reply && *reply) {
+                std::string error;
+                if (const int backlog = natsConnection_Buffered(connection); backlog > reply_backlog_bytes) {
+                    error = "reply not sent: the server has not taken the last " + std::to_string(backlog) + " bytes";
+                } else {
+                    handlers_.health(text, begin);
+                    const natsStatus sent =
+                        natsConnection_Publish(connection, reply, text.data(), static_cast<int>(text.size()));
+                    if (sent != NATS_OK)
+                        error = "reply not sent: " + status_text(sent);
+                }
+                service_.record(endpoint, std::chrono::steady_clock::now() - begin, error);
+            }
+            natsMsg_Destroy(message);
+        }
+    }
+}
+
+void Link::stop_health()
+{
+    // Unsubscribed, not drained: nats.c would wait the whole drain for a
+    // synchronous subscription with nothing pending. What is pending was
+    // answered after its read; only what is still on its way goes unanswered.
+    for (auto& slot : health_subscriptions_)
+        if (natsSubscription* subscription = slot.exchange(nullptr))
+            natsSubscription_Unsubscribe(subscription);
 }
 
 void Link::serve(natsConnection* connection)
@@ -428,6 +471,7 @@ void Link::serve(natsConnection* connection)
         return;
     const auto timeout = drain_timeout_;
     lock.unlock();
+    stop_health();
     // The server stops sending, what is in flight is delivered, then nats.c
     // closes the connection, by its timeout at the latest.
     if (natsConnection_DrainTimeout(connection, timeout.count()) == NATS_OK) {
@@ -450,19 +494,22 @@ std::string Link::run_connection()
         close_reason_.clear();
         give_up_.clear();
     }
+    auto socket_loop =
+        std::make_unique<SocketLoop>(write_deadline, [this](natsConnection* connection) { answer_health(connection); });
     natsConnection* connection = nullptr;
-    natsStatus s = connect(&connection, attempt);
+    natsStatus s = connect(&connection, attempt, *socket_loop);
     std::string reason;
     if (s != NATS_OK) {
         reason = connect_failure(s);
     } else {
-        block_reads(connection, write_deadline / 2);
         {
             std::lock_guard lock(mutex_);
             connection_ = connection;
+            socket_loop_ = socket_loop.get();
             connected_ = true;
         }
         s = subscribe(connection);
+        socket_loop->kick();  // for a request that came before its subscription was known
         // READY waits for this: the server has every subscription.
         if (s == NATS_OK)
             s = natsConnection_FlushTimeout(connection, flush_timeout_ms);
@@ -495,9 +542,13 @@ std::string Link::run_connection()
             else if (served)
                 reason = "NATS connection closed" + (close_reason_.empty() ? "" : ": " + close_reason_);
             connection_ = nullptr;
+            socket_loop_ = nullptr;
             connected_ = false;
             subscriptions.swap(subscriptions_);
         }
+        for (auto& slot : health_subscriptions_)
+            slot.store(nullptr);
+        socket_loop.reset();  // once nats.c has detached it: no read uses the connection after this
         for (natsSubscription* subscription : subscriptions)
             natsSubscription_Destroy(subscription);
         natsConnection_Destroy(connection);

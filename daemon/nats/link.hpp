@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -15,6 +16,7 @@
 #include "nats/auth.hpp"
 #include "nats/connection.hpp"
 #include "nats/service.hpp"
+#include "nats/socket_loop.hpp"
 
 namespace cim::nats {
 
@@ -23,6 +25,8 @@ namespace cim::nats {
 // a supervisor thread builds a new one after `reconnect.wait` plus jitter.
 // Blocking nats.c calls (connect, flush, drain) happen on that thread, never
 // on the event loop; everything the daemon must know is posted to the loop.
+// The socket is read on a thread of the Link's (SocketLoop), which answers
+// health requests itself; other messages go to nats.c's delivery thread.
 //
 // The supervisor thread owns the Link until nats.c has made its last
 // callback into it, so dropping a Link (a reload replacing it) never waits
@@ -60,10 +64,12 @@ private:
 
     void supervise();
     std::string run_connection();  // one connection, connect to close; why it ended
-    natsStatus connect(natsConnection** connection, void* attempt);
+    natsStatus connect(natsConnection** connection, void* attempt, SocketLoop& socket_loop);
     natsStatus subscribe(natsConnection* connection);
     void serve(natsConnection* connection);  // until closed, given up, or stop()
     void on_message(const Route& route, natsConnection* connection, natsMsg* message);
+    void answer_health(natsConnection* connection);  // on the SocketLoop's thread, after each read
+    void stop_health();  // before a drain, which waits for every subscription to end
     void on_async_error(natsStatus status, const std::string& text);
     Published send_now(const Message& message, const std::string& reply);
     void post(std::function<void(Link&)> work);
@@ -76,10 +82,15 @@ private:
     Service service_;
     std::string inbox_;  // this Link's reply subjects: <inbox>.<token>
     std::vector<Route> routes_;  // built once; nats.c holds pointers into it
+    // By endpoint, the health routes' subscriptions while they are answered:
+    // synchronous ones, read by answer_health, so nats.c hands them to no thread.
+    std::vector<std::atomic<natsSubscription*>> health_subscriptions_;
+    std::string health_reply_;  // answer_health's, kept from one request to the next
 
     std::mutex mutex_;  // guards everything below
     std::condition_variable changed_;
     natsConnection* connection_ = nullptr;
+    SocketLoop* socket_loop_ = nullptr;  // connection_'s
     void* attempt_ = nullptr;  // the current connection's key for its callbacks
     std::vector<natsSubscription*> subscriptions_;
     std::size_t live_subscriptions_ = 0;  // until nats.c reports each one complete

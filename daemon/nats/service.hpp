@@ -16,7 +16,8 @@ namespace cim::nats {
 // The NATS service protocol (ADR-32) by hand: nats.c 3.4.1 has no micro API.
 // Answers PING, INFO and STATS for the service `cim-leaf` whose instance id
 // is the node id, and keeps the per-endpoint statistics STATS reports.
-// Thread-safe: nats.c calls it from its delivery thread.
+// Thread-safe: health requests are recorded on the socket's thread, the
+// service's own requests answered on nats.c's delivery thread.
 class Service {
 public:
     static constexpr const char* name = "cim-leaf";
@@ -46,8 +47,8 @@ public:
     nlohmann::json stats();
 
 private:
-    // Counted without a lock: every request records itself on nats.c's
-    // delivery thread. Only an error's text takes the mutex.
+    // Counted without a lock: every request records itself on the thread
+    // that answers it. Only an error's text takes the mutex.
     struct Stats {
         std::atomic<std::uint64_t> requests = 0;
         std::atomic<std::uint64_t> errors = 0;

@@ -4,6 +4,7 @@ max_payload, subscriptions and publishes the server refuses, retries that
 slowed down, SIGTERM held up by silent servers, and $SRV requests left
 without an answer. Each test failed on the daemon before these fixes."""
 import json
+import os
 import re
 import signal
 import subprocess
@@ -306,8 +307,8 @@ def flood_with_health_requests(server, count=20000, **client_options):
 
 
 def test_sigterm_within_3s_while_the_server_stops_reading(daemons, notify, nats_server):
-    """The replies' writer holds nats.c's connection lock until the write
-    deadline; the stopping event and the drain wait behind it."""
+    """The replies wait to be written until the write deadline gives the
+    socket up; the stopping event and the drain come after them."""
     deaf = Deaf(nats_server)
     try:
         leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [deaf.url]})
@@ -320,9 +321,8 @@ def test_sigterm_within_3s_while_the_server_stops_reading(daemons, notify, nats_
 
 def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the_link_heals(
         daemons, notify, nats_server):
-    """A server that stops reading (its window shut, no reset) would hold a
-    write, and with it nats.c's connection lock, its PINGs and the event
-    loop's next publish, for ever. The write deadline (1 s) ends it: the
+    """A server that stops reading (its window shut, no reset) would keep
+    every write waiting for ever. The write deadline (1 s) ends it: the
     daemon notices long before a PING could tell, reconnects and answers."""
     deaf = Deaf(nats_server)
     try:
@@ -350,9 +350,10 @@ def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the
 
 
 def test_a_server_that_stops_reading_is_noticed_when_only_the_daemon_writes(daemons, notify, nats_server):
-    """No request comes in: only the heartbeats (200 kB each, ten a second)
-    fill the socket. The write deadline must still end the link within
-    seconds, not the PINGs in half a minute."""
+    """No request wakes the socket's reader here: the event loop writes the
+    heartbeats (200 kB each, ten a second, each taken whole by the socket
+    until it is full) itself. The write deadline must still end the link
+    within seconds, not the PINGs in half a minute."""
     labels = {f"label{i:03}": "x" * 250 for i in range(800)}
     deaf = Deaf(nats_server)
     try:
@@ -401,6 +402,36 @@ def test_over_tls_a_server_that_stops_reading_is_noticed_and_the_link_heals(daem
     finally:
         deaf.close()
         server.stop()
+
+
+def test_replies_a_server_does_not_take_stop_piling_up_and_are_counted_as_errors(daemons, notify, nats_server):
+    """18 MB of replies for a server that reads none: past 4 MiB waiting to
+    be written, requests go unanswered (the server is given up within the
+    write deadline anyway) and each is counted as an error, not kept."""
+    deaf = Deaf(nats_server)
+    try:
+        leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [deaf.url]})
+        after = len(notify.snapshot())
+        before_kib = vm_kib(leaf.proc.pid, "VmRSS")
+        deaf.deafen()
+        flood_with_health_requests(nats_server)
+        notify.wait_for("STATUS", lambda status: status.startswith("Connected to"), timeout=20, after=after)
+        grown_mib = (vm_kib(leaf.proc.pid, "VmHWM") - before_kib) / 1024
+        if "ASAN_OPTIONS" not in os.environ:  # ASan keeps freed memory in quarantine
+            assert grown_mib < 12, grown_mib  # 15 MiB when every reply is queued
+        with Client(nats_server.port) as client:
+            stats = json.loads(client.request("$SRV.STATS.cim-leaf.leaf-01", timeout=5).data)
+        own = next(e for e in stats["endpoints"] if e["name"] == "health")
+        assert own["num_errors"] > 0, own
+        assert own["last_error"].startswith("reply not sent: the server has not taken the last "), own
+        assert leaf.stop() == 0
+    finally:
+        deaf.close()
+
+
+def vm_kib(pid, field):
+    line = next(l for l in open(f"/proc/{pid}/status") if l.startswith(field + ":"))
+    return int(line.split()[1])
 
 
 # 10. $SRV answers every request; only requests count.
