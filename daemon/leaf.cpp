@@ -156,7 +156,6 @@ void Leaf::start_link()
     nats::Handlers handlers{
         .connected = only_current(&Leaf::on_connected),
         .disconnected = only_current(&Leaf::on_disconnected),
-        .reconnected = only_current(&Leaf::on_connected),
         .error = only_current(&Leaf::on_error),
         .refused = only_current(&Leaf::on_refused),
         .answered =

@@ -53,9 +53,9 @@ struct Server {
 
 // What the connection tells the daemon. All but `health` run on the loop thread.
 struct Handlers {
-    std::function<void(const Server&)> connected;  // subscriptions confirmed by the server
+    // Subscriptions confirmed by the server: the first connection and each one after a loss.
+    std::function<void(const Server&)> connected;
     std::function<void(const std::string& reason)> disconnected;
-    std::function<void(const Server&)> reconnected;
     std::function<void(const std::string& error)> error;  // the connection goes on (and retries)
     // The server refused a publish on `subject` (a permissions violation),
     // after publish() had already returned `sent`.

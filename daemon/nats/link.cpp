@@ -25,10 +25,6 @@ constexpr int max_pings_out = 1;
 // A server that stops reading is given up when a write has moved nothing for
 // this long (SocketLoop); nats.c's own writes while it connects keep to it too.
 constexpr std::chrono::milliseconds write_deadline{1000};
-// nats.c's own reconnect buffer only covers the moment before a lost
-// connection is noticed: the daemon publishes only while connected and keeps
-// events itself (events::Delivery), so stale heartbeats are never replayed.
-constexpr int library_buffer_bytes = 64 * 1024;
 // Health replies are not queued beyond this while the server takes none: a
 // server that reads takes that much in milliseconds, and one that does not
 // is given up after the write deadline anyway.
@@ -36,11 +32,13 @@ constexpr int reply_backlog_bytes = 4 << 20;
 // A drain that nats.c has not ended by its own timeout plus this is cut short.
 constexpr std::chrono::milliseconds drain_grace{500};
 
-std::string last_error(natsConnection* connection)
+// Why a connection was lost, when there is more to say than that it ended:
+// a stale connection, a write deadline passed, the server's own words.
+std::string loss_reason(natsConnection* connection)
 {
     const char* text = nullptr;
-    natsConnection_GetLastError(connection, &text);
-    return text ? text : "";
+    const natsStatus status = natsConnection_GetLastError(connection, &text);
+    return status == NATS_OK || status == NATS_CONNECTION_CLOSED || !text ? "" : text;
 }
 
 std::string connected_url(natsConnection* connection)
@@ -253,7 +251,6 @@ Published Link::send_now(const Message& message, const std::string& reply)
     std::lock_guard lock(mutex_);
     if (!connection_ || !connected_)
         return {Outcome::no_connection, "not connected to NATS"};
-    const SocketLoop::Writing writing(*socket_loop_, connection_);
     const natsStatus status = send(connection_, message, reply);
     switch (status) {
     case NATS_OK:
@@ -283,14 +280,13 @@ natsStatus Link::connect(natsConnection** connection, void* attempt, SocketLoop&
         s = set_connection_options(options, nats_, auth_);
     if (s == NATS_OK)
         s = socket_loop.use_for(options);
+    // No reconnects by nats.c: with an event loop of the caller's it keeps
+    // its protocol parser from one connection to the next (nats.c #1007),
+    // so a connection lost in the middle of a message would make every later
+    // one fail on its first read, for ever. supervise() makes a new
+    // connection instead, after the same pause nats.c would have made.
     if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(options, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(options, nats_.reconnect.wait.count());
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectJitter(options, nats_.reconnect.jitter.count(), nats_.reconnect.jitter.count());
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectBufSize(options, library_buffer_bytes);
+        s = natsOptions_SetAllowReconnect(options, false);
     if (s == NATS_OK)
         s = natsOptions_SetPingInterval(options, ping_interval_ms);
     if (s == NATS_OK)
@@ -306,13 +302,8 @@ natsStatus Link::connect(natsConnection** connection, void* attempt, SocketLoop&
         s = natsOptions_UseGlobalMessageDelivery(options, true);
 
     auto on_disconnected = [](natsConnection* nc, void* key) {
-        with_current(key, [reason = last_error(nc)](Link& link) {
+        with_current(key, [reason = loss_reason(nc)](Link& link) {
             link.post([reason](Link& self) { self.handlers_.disconnected(reason); });
-        });
-    };
-    auto on_reconnected = [](natsConnection* nc, void* key) {
-        with_current(key, [server = Server{connected_url(nc), natsConnection_GetMaxPayload(nc)}](Link& link) {
-            link.post([server](Link& self) { self.handlers_.reconnected(server); });
         });
     };
     auto on_error = [](natsConnection*, natsSubscription*, natsStatus err, void* key) {
@@ -322,19 +313,14 @@ natsStatus Link::connect(natsConnection** connection, void* attempt, SocketLoop&
         std::string text = nats_GetLastError(&code);
         with_current(key, [err, text](Link& link) { link.on_async_error(err, text); });
     };
-    auto on_closed = [](natsConnection* nc, void* key) {
-        // The server's words ("Authorization Violation"): nats.c may close
-        // before Connect() returns, and then only this sees them.
-        with_current(key, [reason = last_error(nc)](Link& link) {
+    auto on_closed = [](natsConnection*, void* key) {
+        with_current(key, [](Link& link) {
             link.closed_ = true;
-            link.close_reason_ = reason;
             link.changed_.notify_all();
         });
     };
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(options, on_disconnected, attempt);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(options, on_reconnected, attempt);
     if (s == NATS_OK)
         s = natsOptions_SetClosedCB(options, on_closed, attempt);
     if (s == NATS_OK)
@@ -485,13 +471,11 @@ void Link::serve(natsConnection* connection)
 
 std::string Link::run_connection()
 {
-    bool served = false;
     void* attempt = process_wide<Attempts>().add(weak_from_this());
     {
         std::lock_guard lock(mutex_);
         attempt_ = attempt;
         closed_ = false;
-        close_reason_.clear();
         give_up_.clear();
     }
     auto socket_loop =
@@ -505,7 +489,6 @@ std::string Link::run_connection()
         {
             std::lock_guard lock(mutex_);
             connection_ = connection;
-            socket_loop_ = socket_loop.get();
             connected_ = true;
         }
         s = subscribe(connection);
@@ -523,7 +506,6 @@ std::string Link::run_connection()
             reason = std::string("NATS refused a subscription: ") + (refusal ? refusal : "");
             s = NATS_NOT_PERMITTED;
         } else if (!stopping()) {
-            served = true;
             post([server = Server{connected_url(connection), natsConnection_GetMaxPayload(connection)}](
                      Link& link) { link.handlers_.connected(server); });
         }
@@ -537,12 +519,11 @@ std::string Link::run_connection()
         {
             std::unique_lock lock(mutex_);
             changed_.wait(lock, [&] { return closed_ && live_subscriptions_ == 0; });
+            // A served connection's loss is not an error to tell here:
+            // the disconnected callback told it, and supervise() reconnects.
             if (!give_up_.empty())
                 reason = give_up_;
-            else if (served)
-                reason = "NATS connection closed" + (close_reason_.empty() ? "" : ": " + close_reason_);
             connection_ = nullptr;
-            socket_loop_ = nullptr;
             connected_ = false;
             subscriptions.swap(subscriptions_);
         }
@@ -566,8 +547,9 @@ void Link::supervise()
         if (stop_)
             break;
         lock.unlock();
-        post([reason](Link& link) { link.handlers_.error(reason); });
-        // The same pause as nats.c's own reconnects: reconnect.wait plus
+        if (!reason.empty())
+            post([reason](Link& link) { link.handlers_.error(reason); });
+        // The pause nats.c makes between its reconnects: reconnect.wait plus
         // jitter, so a fleet spreads out and comes back as soon as the server does.
         std::uniform_int_distribution<std::int64_t> jitter(0, nats_.reconnect.jitter.count());
         const auto delay = nats_.reconnect.wait + std::chrono::milliseconds(jitter(random));

@@ -20,9 +20,9 @@
 
 namespace cim::nats {
 
-// One NATS connection and its subscriptions, kept alive until stop(): nats.c
-// reconnects on its own, and if it ever gives the connection up (closed),
-// a supervisor thread builds a new one after `reconnect.wait` plus jitter.
+// One NATS connection and its subscriptions, kept alive until stop(): when
+// it is lost, a supervisor thread builds a new one after `reconnect.wait`
+// plus jitter (nats.c does not reconnect it itself: see connect()).
 // Blocking nats.c calls (connect, flush, drain) happen on that thread, never
 // on the event loop; everything the daemon must know is posted to the loop.
 // The socket is read on a thread of the Link's (SocketLoop), which answers
@@ -90,13 +90,11 @@ private:
     std::mutex mutex_;  // guards everything below
     std::condition_variable changed_;
     natsConnection* connection_ = nullptr;
-    SocketLoop* socket_loop_ = nullptr;  // connection_'s
     void* attempt_ = nullptr;  // the current connection's key for its callbacks
     std::vector<natsSubscription*> subscriptions_;
     std::size_t live_subscriptions_ = 0;  // until nats.c reports each one complete
     bool connected_ = false;
     bool closed_ = false;
-    std::string close_reason_;
     std::string give_up_;  // set when the server refused a subscription: start over
     bool stop_ = false;
     std::chrono::milliseconds drain_timeout_{0};

@@ -19,11 +19,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The loop whose writes this thread does itself, after what it publishes
-// (its Writing, or the loop's own thread after each read): nats.c's request
-// to write wakes no other thread then.
-thread_local const SocketLoop* writes_here = nullptr;
-
 bool writable_now(int socket)
 {
     pollfd watched{.fd = socket, .events = POLLOUT, .revents = 0};
@@ -103,7 +98,8 @@ natsStatus SocketLoop::on_write(void* data, bool add)
     if (add && !self->writing_)
         self->write_moved_ = Clock::now();
     self->writing_ = add;
-    if (!add || writes_here != self)
+    // On the loop's thread the write follows at once (run()): no need to wake it.
+    if (!add || !self->on_own_thread())
         self->watch();
     return NATS_OK;
 }
@@ -133,14 +129,13 @@ void SocketLoop::watch()
     epoll_ctl(epoll_.get(), operation, socket_, &event);
     // A write left to this loop by another thread: a socket that takes it
     // wakes the loop, one that does not must start the write deadline there.
-    if ((wanted & ~watched_ & EPOLLOUT) && std::this_thread::get_id() != thread_.get_id() && !writable_now(socket_))
+    if ((wanted & ~watched_ & EPOLLOUT) && !on_own_thread() && !writable_now(socket_))
         kick();
     watched_ = wanted;
 }
 
 void SocketLoop::write(natsConnection* connection)
 {
-    std::lock_guard writer(writer_);
     bool owed = false;
     {
         std::lock_guard lock(mutex_);
@@ -150,17 +145,6 @@ void SocketLoop::write(natsConnection* connection)
         natsConnection_ProcessWriteEvent(connection);
     std::lock_guard lock(mutex_);
     watch();  // EPOLLOUT if the write could not finish, none if it did
-}
-
-SocketLoop::Writing::Writing(SocketLoop& loop, natsConnection* connection)
-    : loop_(loop), connection_(connection), outer_(std::exchange(writes_here, &loop))
-{
-}
-
-SocketLoop::Writing::~Writing()
-{
-    writes_here = outer_;
-    loop_.write(connection_);
 }
 
 void SocketLoop::give_up_stalled_write()
@@ -174,9 +158,13 @@ void SocketLoop::give_up_stalled_write()
     shut_down_ = true;
 }
 
+bool SocketLoop::on_own_thread() const
+{
+    return std::this_thread::get_id() == thread_.get_id();
+}
+
 void SocketLoop::run(const std::stop_token& stop)
 {
-    writes_here = this;
     while (!stop.stop_requested()) {
         int timeout_ms = -1;
         {

@@ -19,12 +19,12 @@ namespace cim::nats {
 // parsed and answered there without nats.c's hand-off to a delivery
 // thread: one thread woken per request instead of two.
 //
-// A publish never blocks: nats.c queues it, and it is written at once by the
-// thread that published within a Writing (the event loop's heartbeats and
-// events), or else by this thread (nats.c's own PINGs, say). A server that
-// stops reading is given up once a write has waited `write_deadline`
-// without moving a byte: the socket is shut down and nats.c reconnects, as
-// after any lost connection.
+// Only this thread reads and writes the socket: over TLS, an OpenSSL
+// connection must not be read and written at once, and nats.c reads without
+// its lock. A publish from another thread never blocks: nats.c queues it and
+// this thread is woken to write it. A server that stops reading is given up
+// once a write has waited `write_deadline` without moving a byte: the socket
+// is shut down and nats.c reconnects, as after any lost connection.
 class SocketLoop {
 public:
     using AfterRead = std::function<void(natsConnection*)>;
@@ -41,21 +41,6 @@ public:
     // Runs `after_read` once more, for what arrived before it could be handled.
     void kick();
 
-    // While one lives, what nats.c queues on this thread waits, and is then
-    // written on this thread in one send(): no other thread is woken for it.
-    class Writing {
-    public:
-        Writing(SocketLoop& loop, natsConnection* connection);
-        Writing(const Writing&) = delete;
-        Writing& operator=(const Writing&) = delete;
-        ~Writing();
-
-    private:
-        SocketLoop& loop_;
-        natsConnection* connection_;
-        const SocketLoop* outer_;
-    };
-
 private:
     static natsStatus on_attach(void** data, void* loop, natsConnection* connection, natsSock socket);
     static natsStatus on_read(void* data, bool add);
@@ -66,15 +51,13 @@ private:
     void watch();  // under mutex_: the socket's events as nats.c wants them
     void write(natsConnection* connection);  // what nats.c has queued, if anything
     void give_up_stalled_write();
+    bool on_own_thread() const;
 
     const std::chrono::milliseconds write_deadline_;
     const AfterRead after_read_;
     util::Fd epoll_;
     util::Fd wake_;  // eventfd: kick() and stopping
 
-    // Held around every write: nats.c takes a send() of nothing for a closed
-    // connection, so the check that something is queued and its write go together.
-    std::mutex writer_;
     std::mutex mutex_;  // guards everything below; never held while calling nats.c
     std::condition_variable detached_;
     natsConnection* connection_ = nullptr;  // while attached

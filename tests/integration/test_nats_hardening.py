@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from faults import AcceptLog, Deaf, Partition, PlaintextServer, SilentServer
+from faults import AcceptLog, Deaf, MidMessageCut, Partition, PlaintextServer, SilentServer
 from harness import BIN, NatsServer, leaf_config, make_certificates, tls_server, wait_until
 from nats_client import Client, NatsError
 from payloads import valid
@@ -402,6 +402,32 @@ def test_over_tls_a_server_that_stops_reading_is_noticed_and_the_link_heals(daem
     finally:
         deaf.close()
         server.stop()
+
+
+def test_a_link_cut_in_the_middle_of_a_message_heals(daemons, notify, nats_server):
+    """nats.c keeps its protocol parser from one of its own reconnects to the
+    next when the caller reads the socket (nats.c #1007): a link cut in the
+    middle of a message made every later connection fail on its first read,
+    for ever. The next connection must start afresh, answer, and stay."""
+    cut = MidMessageCut(nats_server)
+    try:
+        leaf = start_leaf(daemons, notify, nats_server, nats={"servers": [cut.url]})
+        after = len(notify.snapshot())
+        cut.cut_next_message()
+        with Client(nats_server.port) as client:
+            client.publish("cim.leaf.leaf-01.health", reply="_INBOX.cut")
+            client.flush()
+        notify.wait_for("STATUS", lambda status: status.startswith("Reconnecting to NATS (NATS connection lost"),
+                        timeout=5, after=after)
+        notify.wait_for("STATUS", lambda status: status.startswith("Connected to"), timeout=5, after=after)
+        time.sleep(1)  # a stale parser fails the new connection at its first read
+        with Client(nats_server.port) as client:
+            assert health(client)["checks"]["nats"]["status"] == "ok"
+        assert leaf.output().count("NATS connection lost") == 1
+        assert "reconnected to NATS" in leaf.output()
+        assert leaf.stop() == 0
+    finally:
+        cut.close()
 
 
 def test_replies_a_server_does_not_take_stop_piling_up_and_are_counted_as_errors(daemons, notify, nats_server):

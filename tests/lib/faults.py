@@ -174,6 +174,28 @@ class Deaf(Proxy):
             time.sleep(0.05)  # this pump reads nothing more
 
 
+class MidMessageCut(Proxy):
+    """Once cut_next_message()ed, forwards only the first bytes of the next
+    MSG the server sends, then ends that connection: a link lost in the
+    middle of a message. Later connections pass."""
+
+    def __init__(self, server):
+        super().__init__(server)
+        self.armed = False
+        self.serve()
+
+    def cut_next_message(self):
+        self.armed = True
+
+    def forward(self, data, sink, upward, number):
+        at = data.find(b"MSG ")
+        if self.armed and not upward and at >= 0:
+            self.armed = False
+            sink.sendall(data[:at + len("MSG cim.leaf")])
+            raise OSError("cut in the middle of a message")  # the pump shuts both sides
+        sink.sendall(data)
+
+
 class PlaintextServer(Listener):
     """Speaks just enough NATS to look like a server without TLS: sends an
     INFO that offers none, then records every byte a client sends (a client

@@ -242,7 +242,7 @@ TEST_CASE("NATS lost and back: one reconnect; what was raised meanwhile goes out
     CHECK(health_status(h.leaf.live()) == "failing");
     h.leaf.reload();  // the same file: reloading, reloaded, kept for later
     CHECK(h.leaf.live().events.pending == 2);
-    h.link().handlers.reconnected({"nats://b:4222", 1 << 20});
+    h.link().handlers.connected({"nats://b:4222", 1 << 20});
     CHECK(h.leaf.live().reconnects == 1);
     CHECK(h.leaf.live().nats_server == "nats://b:4222");
     CHECK(
