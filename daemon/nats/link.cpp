@@ -263,7 +263,6 @@ Published Link::send_now(const Message& message, const std::string& reply)
     case NATS_CONNECTION_CLOSED:
     case NATS_CONNECTION_DISCONNECTED:
     case NATS_DRAINING:
-    case NATS_INSUFFICIENT_BUFFER:  // nats.c's reconnect buffer is full
     case NATS_IO_ERROR:
     case NATS_TIMEOUT:  // the write deadline: the connection is going down
         return {Outcome::no_connection, status_text(status)};
@@ -339,8 +338,8 @@ natsStatus Link::connect(natsConnection** connection, void* attempt, SocketLoop&
 void Link::on_async_error(natsStatus status, const std::string& text)
 {
     if (status == NATS_NOT_PERMITTED && text.find("for Subscription to") != std::string::npos) {
-        // After nats.c's own reconnect the server refused a subscription
-        // back: a connection that cannot answer is given up and retried.
+        // The server took a subscription's permission away (its config
+        // reloaded): a connection that cannot answer is given up and retried.
         give_up_ = "NATS refused a subscription: " + text;
         changed_.notify_all();
         return;

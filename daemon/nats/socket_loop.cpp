@@ -66,7 +66,8 @@ void SocketLoop::kick()
 }
 
 // nats.c calls these with the connection's lock held, from whichever thread
-// connects, reconnects, publishes or closes: they only change what epoll_ watches.
+// connects, publishes or closes: they only change what epoll_ watches. A
+// connection is attached once (the Link makes a new one after a loss).
 natsStatus SocketLoop::on_attach(void** data, void* loop, natsConnection* connection, natsSock socket)
 {
     auto* self = static_cast<SocketLoop*>(loop);
@@ -75,9 +76,6 @@ natsStatus SocketLoop::on_attach(void** data, void* loop, natsConnection* connec
     self->connection_ = connection;
     self->socket_ = socket;
     self->reading_ = true;  // an attached socket is read at once
-    self->writing_ = false;
-    self->watched_ = 0;  // a new socket: the last one left epoll_ when it was closed
-    self->shut_down_ = false;
     self->watch();
     return NATS_OK;
 }
@@ -153,7 +151,7 @@ void SocketLoop::give_up_stalled_write()
     if (!writing_ || shut_down_ || socket_ < 0 || Clock::now() - write_moved_ < write_deadline_)
         return;
     // Attached, so still nats.c's socket (it leaves the loop before it is
-    // closed). The next read finds it shut and nats.c reconnects.
+    // closed). The next read finds it shut, and the connection ends.
     ::shutdown(socket_, SHUT_RDWR);
     shut_down_ = true;
 }

@@ -24,7 +24,7 @@ namespace cim::nats {
 // its lock. A publish from another thread never blocks: nats.c queues it and
 // this thread is woken to write it. A server that stops reading is given up
 // once a write has waited `write_deadline` without moving a byte: the socket
-// is shut down and nats.c reconnects, as after any lost connection.
+// is shut down, and the connection ends as any lost one does.
 class SocketLoop {
 public:
     using AfterRead = std::function<void(natsConnection*)>;
