@@ -251,6 +251,7 @@ Published Link::send_now(const Message& message, const std::string& reply)
     std::lock_guard lock(mutex_);
     if (!connection_ || !connected_)
         return {Outcome::no_connection, "not connected to NATS"};
+    const SocketLoop::Writing writing(*socket_loop_, connection_);
     const natsStatus status = send(connection_, message, reply);
     switch (status) {
     case NATS_OK:
@@ -488,6 +489,7 @@ std::string Link::run_connection()
         {
             std::lock_guard lock(mutex_);
             connection_ = connection;
+            socket_loop_ = socket_loop.get();
             connected_ = true;
         }
         s = subscribe(connection);
@@ -523,6 +525,7 @@ std::string Link::run_connection()
             if (!give_up_.empty())
                 reason = give_up_;
             connection_ = nullptr;
+            socket_loop_ = nullptr;
             connected_ = false;
             subscriptions.swap(subscriptions_);
         }

@@ -93,6 +93,7 @@ private:
     void* attempt_ = nullptr;  // the current connection's key for its callbacks
     std::vector<natsSubscription*> subscriptions_;
     std::size_t live_subscriptions_ = 0;  // until nats.c reports each one complete
+    SocketLoop* socket_loop_ = nullptr;  // connection_'s
     bool connected_ = false;
     bool closed_ = false;
     std::string give_up_;  // set when the server refused a subscription: start over

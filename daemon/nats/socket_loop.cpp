@@ -19,6 +19,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The loop whose writes this thread does itself, after what it queues (its
+// Writing, or the loop's own thread after each read): nats.c's request to
+// write wakes no other thread then.
+thread_local const SocketLoop* writes_here = nullptr;
+
 bool writable_now(int socket)
 {
     pollfd watched{.fd = socket, .events = POLLOUT, .revents = 0};
@@ -96,8 +101,7 @@ natsStatus SocketLoop::on_write(void* data, bool add)
     if (add && !self->writing_)
         self->write_moved_ = Clock::now();
     self->writing_ = add;
-    // On the loop's thread the write follows at once (run()): no need to wake it.
-    if (!add || !self->on_own_thread())
+    if (!add || writes_here != self)
         self->watch();
     return NATS_OK;
 }
@@ -127,7 +131,7 @@ void SocketLoop::watch()
     epoll_ctl(epoll_.get(), operation, socket_, &event);
     // A write left to this loop by another thread: a socket that takes it
     // wakes the loop, one that does not must start the write deadline there.
-    if ((wanted & ~watched_ & EPOLLOUT) && !on_own_thread() && !writable_now(socket_))
+    if ((wanted & ~watched_ & EPOLLOUT) && std::this_thread::get_id() != thread_.get_id() && !writable_now(socket_))
         kick();
     watched_ = wanted;
 }
@@ -145,6 +149,24 @@ void SocketLoop::write(natsConnection* connection)
     watch();  // EPOLLOUT if the write could not finish, none if it did
 }
 
+SocketLoop::Writing::Writing(SocketLoop& loop, natsConnection* connection)
+    : loop_(loop), connection_(connection), outer_(std::exchange(writes_here, &loop))
+{
+}
+
+SocketLoop::Writing::~Writing()
+{
+    writes_here = outer_;
+    if (std::unique_lock io(loop_.io_, std::try_to_lock); io.owns_lock()) {
+        loop_.write(connection_);
+        return;
+    }
+    // The loop's thread is reading (over TLS it may wait there for the rest
+    // of a record): it writes this after, instead of this thread waiting.
+    std::lock_guard lock(loop_.mutex_);
+    loop_.watch();
+}
+
 void SocketLoop::give_up_stalled_write()
 {
     std::lock_guard lock(mutex_);
@@ -156,13 +178,9 @@ void SocketLoop::give_up_stalled_write()
     shut_down_ = true;
 }
 
-bool SocketLoop::on_own_thread() const
-{
-    return std::this_thread::get_id() == thread_.get_id();
-}
-
 void SocketLoop::run(const std::stop_token& stop)
 {
+    writes_here = this;
     while (!stop.stop_requested()) {
         int timeout_ms = -1;
         {
@@ -197,11 +215,14 @@ void SocketLoop::run(const std::stop_token& stop)
         }
         if (!connection)
             continue;
-        if (readable)
-            natsConnection_ProcessReadEvent(connection);
-        if (readable || kicked)
-            after_read_(connection);
-        write(connection);
+        {
+            const std::lock_guard io(io_);
+            if (readable)
+                natsConnection_ProcessReadEvent(connection);
+            if (readable || kicked)
+                after_read_(connection);
+            write(connection);
+        }
         give_up_stalled_write();
     }
 }

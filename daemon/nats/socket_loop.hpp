@@ -19,12 +19,13 @@ namespace cim::nats {
 // parsed and answered there without nats.c's hand-off to a delivery
 // thread: one thread woken per request instead of two.
 //
-// Only this thread reads and writes the socket: over TLS, an OpenSSL
-// connection must not be read and written at once, and nats.c reads without
-// its lock. A publish from another thread never blocks: nats.c queues it and
-// this thread is woken to write it. A server that stops reading is given up
-// once a write has waited `write_deadline` without moving a byte: the socket
-// is shut down, and the connection ends as any lost one does.
+// What another thread publishes within a Writing (the event loop's
+// heartbeats and events) it writes itself, right after, unless this thread
+// is reading: then this thread writes it. One read or write at a time (an
+// OpenSSL connection takes no more, and nats.c reads without its lock). A
+// server that stops reading is given up once a write has waited
+// `write_deadline` without moving a byte: the socket is shut down, and the
+// connection ends as any lost one does.
 class SocketLoop {
 public:
     using AfterRead = std::function<void(natsConnection*)>;
@@ -41,6 +42,21 @@ public:
     // Runs `after_read` once more, for what arrived before it could be handled.
     void kick();
 
+    // While one lives, what nats.c queues on this thread waits, and is then
+    // written by this thread, so no other is woken for it.
+    class Writing {
+    public:
+        Writing(SocketLoop& loop, natsConnection* connection);
+        Writing(const Writing&) = delete;
+        Writing& operator=(const Writing&) = delete;
+        ~Writing();
+
+    private:
+        SocketLoop& loop_;
+        natsConnection* connection_;
+        const SocketLoop* outer_;
+    };
+
 private:
     static natsStatus on_attach(void** data, void* loop, natsConnection* connection, natsSock socket);
     static natsStatus on_read(void* data, bool add);
@@ -49,15 +65,15 @@ private:
 
     void run(const std::stop_token& stop);
     void watch();  // under mutex_: the socket's events as nats.c wants them
-    void write(natsConnection* connection);  // what nats.c has queued, if anything
+    void write(natsConnection* connection);  // under io_: what nats.c has queued, if anything
     void give_up_stalled_write();
-    bool on_own_thread() const;
 
     const std::chrono::milliseconds write_deadline_;
     const AfterRead after_read_;
     util::Fd epoll_;
     util::Fd wake_;  // eventfd: kick() and stopping
 
+    std::mutex io_;  // held around every read and write of the socket
     std::mutex mutex_;  // guards everything below; never held while calling nats.c
     std::condition_variable detached_;
     natsConnection* connection_ = nullptr;  // while attached
