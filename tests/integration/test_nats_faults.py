@@ -64,7 +64,7 @@ def test_moved_to_another_server_while_reconnecting(daemons, notify, tmp_path):
     try:
         leaf = daemons(leaf_config(old), notify=notify).start()
         notify.wait_for("READY", "1", timeout=10)
-        for attempt in range(1, 4):  # each time the old link is dropped while nats.c reconnects it
+        for attempt in range(1, 4):  # each time the old link is dropped while it reconnects
             after = len(notify.snapshot())
             old.kill()
             notify.wait_for("STATUS", "Reconnecting to NATS (NATS connection lost)", after=after)

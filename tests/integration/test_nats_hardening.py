@@ -374,9 +374,9 @@ def test_a_server_that_stops_reading_is_noticed_when_only_the_daemon_writes(daem
 def test_over_tls_a_server_that_stops_reading_is_noticed_and_the_link_heals(daemons, notify, tmp_path):
     """The same over TLS, where OpenSSL's write that finds the socket full
     goes to nats.c's own wait: the link must be given up within seconds,
-    heal (a daemon reading its socket on a thread of its own, through
-    nats.c's event loop, reconnected for ever after here), and stop
-    within 3 s."""
+    heal (the socket loop, while nats.c still reconnected it, lost a link
+    here in the middle of a message and then every later one: nats.c
+    #1007), and stop within 3 s."""
     server = tls_server(tmp_path)
     ca = str(tmp_path / "ca.pem")
     deaf = Deaf(server)
