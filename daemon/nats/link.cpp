@@ -32,13 +32,20 @@ constexpr int reply_backlog_bytes = 4 << 20;
 // A drain that nats.c has not ended by its own timeout plus this is cut short.
 constexpr std::chrono::milliseconds drain_grace{500};
 
-// Why a connection was lost, when there is more to say than that it ended:
-// a stale connection, a write deadline passed, the server's own words.
+// Why a connection was lost, when there is more to say than that it ended
+// (the server closed it, or reset it under a read or a write): a stale
+// connection, a write deadline passed, the server's own words.
 std::string loss_reason(natsConnection* connection)
 {
     const char* text = nullptr;
-    const natsStatus status = natsConnection_GetLastError(connection, &text);
-    return status == NATS_OK || status == NATS_CONNECTION_CLOSED || !text ? "" : text;
+    switch (natsConnection_GetLastError(connection, &text)) {
+    case NATS_OK:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_IO_ERROR:
+        return "";
+    default:
+        return text ? text : "";
+    }
 }
 
 std::string connected_url(natsConnection* connection)
