@@ -558,7 +558,7 @@ void Link::supervise()
         lock.unlock();
         if (!reason.empty())
             post([reason](Link& link) { link.handlers_.error(reason); });
-        // The pause nats.c makes between its reconnects: reconnect.wait plus
+        // The pause nats.c would make between its reconnects: reconnect.wait plus
         // jitter, so a fleet spreads out and comes back as soon as the server does.
         std::uniform_int_distribution<std::int64_t> jitter(0, nats_.reconnect.jitter.count());
         const auto delay = nats_.reconnect.wait + std::chrono::milliseconds(jitter(random));

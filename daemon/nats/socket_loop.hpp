@@ -42,8 +42,8 @@ public:
     // Runs `after_read` once more, for what arrived before it could be handled.
     void kick();
 
-    // While one lives, what nats.c queues on this thread waits, and is then
-    // written by this thread, so no other is woken for it.
+    // While one lives, what nats.c queues on this thread waits; it is then
+    // written by this thread, or by the loop's if that one is reading.
     class Writing {
     public:
         Writing(SocketLoop& loop, natsConnection* connection);
