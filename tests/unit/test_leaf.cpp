@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -519,6 +520,9 @@ TEST_CASE("events pending at a stop are sent after the restart, with their own i
         h.keep_state = true;
         REQUIRE(h.leaf.live().events.pending == 1);  // started, never connected
     }
+    // Event times have millisecond resolution: the restart's own started
+    // event must carry a later one, so a kept time can be told from a new one.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
     Harness h(std::chrono::minutes(5), fast_config, state);
     h.connect();
     REQUIRE(h.link().published.size() >= 3);
