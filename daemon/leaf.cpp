@@ -178,10 +178,16 @@ void Leaf::start_link()
 
 void Leaf::on_connected(const nats::Server& server)
 {
-    record_connection(server);
+    const bool becomes_ready = config_.systemd.ready_on == config::ReadyOn::connected && !ready_ && !stopping_;
+    {
+        const Change change(*this);
+        record_connection(server);
+        if (becomes_ready)
+            status_sent_ = status_text(live_);  // READY=1 carries it: one datagram to PID 1, not two
+    }
     // After the change is committed: a health request that follows READY=1
     // must see the connection.
-    if (config_.systemd.ready_on == config::ReadyOn::connected)
+    if (becomes_ready)
         mark_ready();
 }
 

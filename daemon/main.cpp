@@ -1,12 +1,7 @@
-#include <pthread.h>
-
 #include <chrono>
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
-#include <thread>
 
-#include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
 #include "cli.hpp"
@@ -18,6 +13,7 @@
 #include "leaf.hpp"
 #include "log.hpp"
 #include "nats/auth.hpp"
+#include "nats/library.hpp"
 #include "nats/link.hpp"
 #include "version.hpp"
 
@@ -48,26 +44,13 @@ int check_config(const cli::CheckConfig& options)
 // let go of the daemon; with Leaf's own bounds, SIGTERM exits within 3 s.
 constexpr std::chrono::milliseconds nats_exit_bound{600};
 
-// nats.c's start (OpenSSL's, three threads') takes milliseconds of the way
-// to READY=1: it runs on a thread of its own while the config is read and
-// the spool recovered. nats.c's threads take this one's signal mask: every
-// signal is the event loop's.
-void open_nats_library()
-{
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    nats_Open(-1);  // if it fails, the first connect says why
-}
-
 int run(const cli::Run& options)
 {
-    std::jthread opening(open_nats_library);  // joined on every way out
+    nats::Library library;
     auto loaded = nats::load_settings(options.config_path, nats::Secrets::read);
     report(loaded.errors, false);
     if (!loaded.errors.empty()) {
-        opening.join();
-        nats_CloseAndWait(static_cast<int>(nats_exit_bound.count()));
+        library.close(nats_exit_bound);
         return cli::exit_config;
     }
 
@@ -87,7 +70,6 @@ int run(const cli::Run& options)
             .log_level = options.log_level ? log::parse_level(*options.log_level) : std::nullopt,
             .state_directory = events::default_state_directory()},
         std::move(*loaded.config), std::move(*loaded.auth), std::move(parts));
-    opening.join();  // nats.c refuses calls while it starts
     leaf.start();
     const int code = loop.run();
     leaf.release_nats(nats_exit_bound / 2);
@@ -97,7 +79,7 @@ int run(const cli::Run& options)
         spdlog::warn("a NATS connect attempt still runs after {} ms; exiting without it", nats_exit_bound.count());
         std::_Exit(code);
     }
-    nats_CloseAndWait(static_cast<int>(nats_exit_bound.count()));  // joins nats.c's library threads
+    library.close(nats_exit_bound);
     if (code == 0)
         spdlog::info("stopped");
     return code;

@@ -8,6 +8,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "nats/library.hpp"
 #include "nats/options.hpp"
 #include "util/ids.hpp"
 
@@ -499,7 +500,11 @@ std::string Link::run_connection()
             socket_loop_ = socket_loop.get();
             connected_ = true;
         }
-        s = subscribe(connection);
+        {
+            // Every SUB in one write, instead of a wake of the loop's thread for each.
+            const SocketLoop::Writing writing(*socket_loop, connection);
+            s = subscribe(connection);
+        }
         socket_loop->kick();  // for a request that came before its subscription was known
         // READY waits for this: the server has every subscription.
         if (s == NATS_OK)
@@ -549,6 +554,7 @@ std::string Link::run_connection()
 
 void Link::supervise()
 {
+    Library::wait_started();  // nats.c refuses calls while it starts
     std::mt19937 random(std::random_device{}());
     while (!stopping()) {
         const std::string reason = run_connection();

@@ -181,6 +181,22 @@ def test_sigterm_during_startup_exits_cleanly(daemons, notify):
     assert "READY" not in notify.keys()
 
 
+def test_sigterm_at_any_moment_of_the_start_exits_0_within_3_s(daemons, notify, nats_server):
+    # From the first datagram on, nats.c may still be starting on its own
+    # thread, then the connection is made, subscribed and flushed: a signal
+    # lands in each of these moments across the delays.
+    for delay in (0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.008, 0.013, 0.021, 0.034):
+        after = len(notify.snapshot())
+        leaf = daemons(leaf_config(nats_server), notify=notify).start()
+        notify.wait_for("STATUS", after=after)
+        time.sleep(delay)
+        leaf.signal(signal.SIGTERM)
+        begin = time.monotonic()
+        assert leaf.wait(3) == 0, f"SIGTERM {delay * 1000:g} ms after the first STATUS"
+        assert time.monotonic() - begin < 3
+        assert "STOPPING" in [k for _, fields, _ in notify.snapshot()[after:] for k in fields]
+
+
 def test_sigint_stops_like_sigterm(daemons, notify):
     leaf = daemons(started_config(), notify=notify).start()
     notify.wait_for("READY", "1")

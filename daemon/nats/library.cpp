@@ -1,0 +1,51 @@
+#include "nats/library.hpp"
+
+#include <pthread.h>
+
+#include <condition_variable>
+#include <csignal>
+#include <mutex>
+
+#include <nats/nats.h>
+
+namespace cim::nats {
+
+namespace {
+
+std::mutex mutex;
+std::condition_variable started;
+bool starting = false;
+
+}  // namespace
+
+Library::Library()
+{
+    {
+        std::lock_guard lock(mutex);
+        starting = true;
+    }
+    starting_ = std::jthread([] {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        nats_Open(-1);  // if it fails, the first connect says why
+        std::lock_guard lock(mutex);
+        starting = false;
+        started.notify_all();
+    });
+}
+
+void Library::close(std::chrono::milliseconds bound)
+{
+    if (starting_.joinable())
+        starting_.join();
+    nats_CloseAndWait(static_cast<int>(bound.count()));
+}
+
+void Library::wait_started()
+{
+    std::unique_lock lock(mutex);
+    started.wait(lock, [] { return !starting; });
+}
+
+}  // namespace cim::nats
