@@ -11,9 +11,9 @@ import time
 import pytest
 
 from faults import Partition
-from harness import ROOT, NatsServer, leaf_config, wait_until
+from harness import ROOT, NatsServer, leaf_config, start_ready, wait_until
 from nats_client import Client, NatsError
-from payloads import valid
+from payloads import health, valid
 
 STREAM = "CIM_LEAF_EVENTS"
 
@@ -53,16 +53,9 @@ def assert_complete(events, first=1):
 
 def start_leaf(daemons, notify, server_url, name=None, **sections):
     """A leaf on `server_url`, once READY; `name` again is a restart (the same spool)."""
-    after = len(notify.snapshot())
     config = leaf_config(None, **sections)
     config["nats"]["servers"] = [server_url]
-    leaf = daemons(config, notify=notify, **({"name": name} if name else {})).start()
-    notify.wait_for("READY", "1", timeout=10, after=after)
-    return leaf
-
-
-def health(client):
-    return valid("health", client.request("cim.leaf.leaf-01.health").data)
+    return start_ready(daemons, notify, config, **({"name": name} if name else {}))
 
 
 def wait_acknowledged(server, pending=0, timeout=15):

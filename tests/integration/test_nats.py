@@ -10,11 +10,7 @@ import pytest
 
 from harness import ROOT, NatsServer, free_port, leaf_config, make_certificates, start_leaf, tls_server, wait_until
 from nats_client import Client
-from payloads import valid
-
-
-def health(client, subject="cim.leaf.leaf-01.health", data=b""):
-    return valid("health", client.request(subject, data).data)
+from payloads import health, valid
 
 
 def test_heartbeats_at_the_configured_rate_with_increasing_seq(daemons, notify, nats_server):

@@ -14,24 +14,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from faults import AcceptLog, Deaf, MidMessageCut, Partition, PlaintextServer, SilentServer
-from harness import BIN, NatsServer, leaf_config, make_certificates, tls_server, wait_until
+from harness import BIN, NatsServer, leaf_config, make_certificates, start_leaf, tls_server, wait_until
 from nats_client import Client, NatsError
-from payloads import valid
+from payloads import health, valid
 
 USERS = ('authorization {{ users: [ {{ user: leaf, password: pw, permissions: {leaf} }}, '
          '{{ user: watch, password: pw }} ] }}')
 ALLOW_ALL = '{ publish: ">", subscribe: ">" }'
-
-
-def start_leaf(daemons, notify, server, **sections):
-    after = len(notify.snapshot())
-    leaf = daemons(leaf_config(server, **sections), notify=notify).start()
-    notify.wait_for("READY", "1", timeout=10, after=after)
-    return leaf
-
-
-def health(client, subject="cim.leaf.leaf-01.health"):
-    return valid("health", client.request(subject).data)
 
 
 def status_matching(notify, pattern, timeout=10):
@@ -306,6 +295,17 @@ def flood_with_health_requests(server, count=20000, **client_options):
         client.flush()
 
 
+def wait_for_health_reply(server, **client_options):
+    """Until leaf-01 answers on `server` again, once it has reconnected."""
+    def answered():
+        try:
+            with Client(server.port, **client_options) as client:
+                return health(client)["node"] == "leaf-01"
+        except (TimeoutError, NatsError):  # the flood's stale requests may still be in the way
+            return False
+    wait_until(answered, timeout=20, what="a health reply after the reconnect")
+
+
 def test_sigterm_within_3s_while_the_server_stops_reading(daemons, notify, nats_server):
     """The replies wait to be written until the write deadline gives the
     socket up; the stopping event and the drain come after them."""
@@ -336,14 +336,7 @@ def test_a_server_that_stops_reading_fails_the_write_within_the_deadline_and_the
         noticed = time.monotonic() - flooded
         assert noticed < 5, noticed  # the deadline, not the PINGs (15 s apart)
         notify.wait_for("STATUS", lambda status: status.startswith("Connected to"), timeout=10, after=lost + 1)
-
-        def answered():
-            try:
-                with Client(nats_server.port) as client:
-                    return health(client)["node"] == "leaf-01"
-            except (TimeoutError, NatsError):  # the flood's stale requests may still be in the way
-                return False
-        wait_until(answered, timeout=20, what="a health reply after the reconnect")
+        wait_for_health_reply(nats_server)
         assert leaf.stop() == 0
     finally:
         deaf.close()
@@ -390,14 +383,7 @@ def test_over_tls_a_server_that_stops_reading_is_noticed_and_the_link_heals(daem
         notify.wait_for("STATUS", lambda status: status.startswith("Reconnecting to NATS (NATS connection lost"),
                         timeout=15, after=after)
         assert time.monotonic() - flooded < 5
-
-        def answered():
-            try:
-                with Client(server.port, tls_ca=ca) as client:
-                    return health(client)["node"] == "leaf-01"
-            except (TimeoutError, NatsError):
-                return False
-        wait_until(answered, timeout=20, what="a health reply after the reconnect")
+        wait_for_health_reply(server, tls_ca=ca)
         assert sigterm_takes(leaf) < 3.0
     finally:
         deaf.close()

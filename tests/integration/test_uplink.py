@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from harness import leaf_config, wait_until
+from harness import leaf_config, start_ready, wait_until
 from nats_client import Client, NatsError
-from payloads import valid
+from payloads import health as health_on, valid
 from test_events import assert_complete, stream_events
 from topology import Hub, LeafServer, aggregate, leaf_settings
 
@@ -40,7 +40,7 @@ def leaf_server(tmp_path, hub):
 
 def health(server, node=NODE):
     with Client(server.port) as client:
-        return valid("health", client.request(f"cim.leaf.{node}.health").data)
+        return health_on(client, f"cim.leaf.{node}.health")
 
 
 def uplink_state(server):
@@ -54,10 +54,7 @@ def start_leaf(daemons, notify, leaf_server, **extra):
     config = leaf_config(None, node_id=leaf_server.node, **leaf_settings(leaf_server))
     for key, value in extra.items():
         config[key] = {**config.get(key, {}), **value}
-    after = len(notify.snapshot())
-    leaf = daemons(config, notify=notify).start()
-    notify.wait_for("READY", "1", timeout=10, after=after)
-    return leaf
+    return start_ready(daemons, notify, config)
 
 
 def test_the_uplink_in_health_and_events_while_the_hub_is_away(daemons, notify, hub, leaf_server):

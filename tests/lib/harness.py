@@ -312,14 +312,19 @@ def leaf_config(server=None, node_id="leaf-01", **sections):
     return config
 
 
-def start_leaf(daemons, notify, server, node_id="leaf-01", **sections):
-    """Starts a leaf and waits for its own READY=1: leaves started one after
-    another share the notify socket, so only a datagram sent after this
-    start counts."""
+def start_ready(daemons, notify, config, **options):
+    """Starts a daemon and waits for its own READY=1: daemons started one
+    after another share the notify socket, so only a datagram sent after
+    this start counts."""
     after = len(notify.snapshot())
-    leaf = daemons(leaf_config(server, node_id=node_id, **sections), notify=notify).start()
+    leaf = daemons(config, notify=notify, **options).start()
     notify.wait_for("READY", "1", timeout=10, after=after)
     return leaf
+
+
+def start_leaf(daemons, notify, server, node_id="leaf-01", **sections):
+    """A leaf on `server` (see leaf_config), once READY."""
+    return start_ready(daemons, notify, leaf_config(server, node_id=node_id, **sections))
 
 
 def tls_server(directory):

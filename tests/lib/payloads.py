@@ -20,3 +20,8 @@ def valid(name, message):
     payload = message if isinstance(message, dict) else json.loads(message)
     _validator(name).validate(payload)
     return payload
+
+
+def health(client, subject="cim.leaf.leaf-01.health", data=b""):
+    """The health answer on `subject`, checked against its schema."""
+    return valid("health", client.request(subject, data).data)
