@@ -285,8 +285,10 @@ def table(results):
 SPOOL_ROWS = [
     ("write_us", "write, no fsync"),
     ("write_fdatasync_us", "write + fdatasync"),
-    ("append_us", "Spool::append"),
-    ("append_acknowledge_us", "Spool::append + acknowledge"),
+    ("append_us", "Spool::append + sync"),
+    ("append_acknowledge_us", "Spool::append + sync + acknowledge"),
+    ("burst_us", "burst with the Syncer, to disk"),
+    ("burst_loop_us", "  of which on the loop"),
 ]
 
 
@@ -314,4 +316,6 @@ def spool_table(runs):
         lines.append((label, f"{us:.1f}", f"{low:.1f}-{high:.1f}", f"{ratio:.0f}", f"{rlow:.0f}-{rhigh:.0f}"))
     print_table(lines)
     ms, low, high = spread([r["open_ms"] for r in runs])
+    syncs, low, high = spread([r["burst_fdatasyncs"] for r in runs])
+    print(f"fdatasyncs for a burst of {runs[0]['events']}: {syncs:.0f} ({low:.0f}-{high:.0f})")
     print(f"open with {runs[0]['events']} pending (read, rewrite): {ms:.1f} ms ({low:.1f}-{high:.1f})")

@@ -522,8 +522,9 @@ void Leaf::drain()
     link_->stop(drain_timeout);
 }
 
-void Leaf::release_nats(std::chrono::milliseconds drain)
+void Leaf::finish(std::chrono::milliseconds drain)
 {
+    delivery_.finish();
     if (link_)
         link_->stop(drain);  // after an exit on error the link still runs
 }

@@ -54,9 +54,13 @@ public:
     // does not answer) is logged and ends the loop with 1.
     void start();
 
-    // After the loop has ended: stops NATS (draining for at most `drain`) if
-    // an exit on error left it running.
-    void release_nats(std::chrono::milliseconds drain);
+    // After the loop has ended: every event recorded is on disk, and NATS
+    // is stopped (draining for at most `drain`) if an exit on error left it
+    // running.
+    void finish(std::chrono::milliseconds drain);
+
+    // Nothing recorded waits for the disk: what may be sent has been.
+    bool events_synced() const { return delivery_.synced(); }
 
     // dbus::Control
     const LiveState& live() const override { return live_; }

@@ -72,7 +72,7 @@ int run(const cli::Run& options)
         std::move(*loaded.config), std::move(*loaded.auth), std::move(parts));
     leaf.start();
     const int code = loop.run();
-    leaf.release_nats(nats_exit_bound / 2);
+    leaf.finish(nats_exit_bound / 2);
     if (!nats::Link::wait_for_all_stopped(nats_exit_bound)) {
         // A connect attempt to a silent server cannot be interrupted, and
         // nothing is left to deliver: do not wait for it.

@@ -54,7 +54,9 @@ std::filesystem::path default_state_directory()
 Delivery::Delivery(
     EventLoop& loop, const config::Config& config, const std::filesystem::path& directory, Handlers handlers)
     : loop_(loop), config_(config), handlers_(std::move(handlers)),
-      spool_(open_spool(directory, config.events.spool_bytes))
+      spool_(open_spool(directory, config.events.spool_bytes)),
+      syncer_(loop, [this](const Spool::Unsynced& what, int error) { on_synced(what, error); }),
+      spool_error_(spool_.error())  // open_spool logged it
 {
     refresh();
 }
@@ -83,8 +85,35 @@ void Delivery::record(const nats::Event& event)
         util::dump(nats::event_json(config_.node.id, seq, event)), event.time};
     lose(spool_.append(std::move(record)));
     tell_gaps();
+    if (auto unsynced = spool_.unsynced())
+        syncer_.request(std::move(*unsynced));
+    pump();  // a spool that is not durable sends at once
+    update();
+}
+
+void Delivery::on_synced(const Spool::Unsynced& what, int error)
+{
+    spool_.synced(what, error);
     pump();
     update();
+}
+
+void Delivery::finish()
+{
+    syncer_.stop();
+    spool_.sync();
+    log_durability();
+}
+
+void Delivery::log_durability()
+{
+    if (spool_.error() == spool_error_)
+        return;
+    spool_error_ = spool_.error();
+    if (!spool_error_.empty())
+        spdlog::error("{}; events are sent without waiting for the disk until the spool is rewritten", spool_error_);
+    else
+        spdlog::info("the event spool {} is durable again", spool_.path().string());
 }
 
 void Delivery::lose(const Dropped& dropped)
@@ -272,11 +301,12 @@ void Delivery::forget(std::uint64_t seq)
     ack_timer_ = EventSource();
 }
 
-// Sends what can go now: in core every pending event, in jetstream the
-// oldest one, if none is waiting for its acknowledgement.
+// Sends what can go now, of what is on disk: in core every pending event,
+// in jetstream the oldest one, if none is waiting for its acknowledgement.
 void Delivery::pump()
 {
-    while (!spool_.pending().empty() && (phase_ == Phase::core || (phase_ == Phase::jetstream && !in_flight_))) {
+    while (!spool_.pending().empty() && spool_.may_send(spool_.pending().front().seq) &&
+        (phase_ == Phase::core || (phase_ == Phase::jetstream && !in_flight_))) {
         const Record& record = spool_.pending().front();
         std::optional<std::uint64_t> token;
         if (phase_ == Phase::jetstream)
@@ -323,6 +353,7 @@ nats::Published Delivery::send(const Record& record, std::optional<std::uint64_t
 
 void Delivery::update()
 {
+    log_durability();
     refresh();
     handlers_.changed();
 }

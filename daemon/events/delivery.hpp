@@ -12,6 +12,7 @@
 #include "config/config.hpp"
 #include "event_loop.hpp"
 #include "events/spool.hpp"
+#include "events/syncer.hpp"
 #include "live_state.hpp"
 #include "nats/connection.hpp"
 #include "nats/payloads.hpp"
@@ -33,8 +34,8 @@ inline constexpr std::chrono::seconds pending_bound{30};
 std::filesystem::path default_state_directory();
 
 // Lifecycle events from the moment they happen until a stream has them: each
-// is numbered (seq), written to the spool (fsync'd), then published to the
-// JetStream stream with Nats-Msg-Id = event_id, one at a time so the stream
+// is numbered (seq), written to the spool and, once fdatasync'd there (by
+// the Syncer, off the loop), published to the JetStream stream with Nats-Msg-Id = event_id, one at a time so the stream
 // holds them in seq order, and re-sent until the stream acknowledges it. On
 // an account without JetStream (delivery auto) or with delivery core they
 // are plain publishes, delivered once handed to the server. Loop thread only.
@@ -57,6 +58,10 @@ public:
     // Numbers and spools the event, then sends it when it can.
     void record(const nats::Event& event);
 
+    // After the loop has ended: every event recorded is on disk (or the
+    // spool says why not) when this returns.
+    void finish();
+
     // The connection to use from now on (nullptr: none): the stream is
     // looked up on it, then pending events go out in order.
     void use(std::shared_ptr<nats::Connection> link, std::int64_t max_payload);
@@ -65,6 +70,8 @@ public:
 
     // Nothing waits for an acknowledgement.
     bool idle() const { return spool_.pending().empty(); }
+    // Nothing waits for the Syncer.
+    bool synced() const { return !spool_.unsynced(); }
 
     const EventsState& state() const { return state_; }
 
@@ -82,13 +89,17 @@ private:
     void forget(std::uint64_t seq);
     void lose(const Dropped& dropped);
     void tell_gaps();
+    void on_synced(const Spool::Unsynced& what, int error);
     void update();  // refresh(), and tell
+    void log_durability();  // when the spool turns not durable, or durable again
     void refresh();
 
     EventLoop& loop_;
     config::Config config_;
     Handlers handlers_;
     Spool spool_;
+    Syncer syncer_;  // after spool_: stops before it goes
+    std::string spool_error_;  // spool_.error() as last logged
     EventsState state_;
 
     Phase phase_ = Phase::offline;

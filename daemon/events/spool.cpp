@@ -272,9 +272,12 @@ std::variant<Spool, std::string> Spool::open(const std::filesystem::path& direct
         spool.recovery_.offset = replay.end;
         spool.recovery_.discarded_bytes = st.st_size - replay.end;
         spool.recovery_.reason = std::move(replay.damage);
-        spool.file_ = std::move(file);
+        spool.file_ = std::make_shared<const util::Fd>(std::move(file));
         spool.file_bytes_ = st.st_size;
     }
+    // What an earlier run wrote is taken as on disk: if its last fdatasync
+    // did not come, the kernel writes it back as for any file.
+    spool.synced_seq_ = spool.next_seq_ - 1;
     std::string removals;  // not needed: the rewrite below keeps only what is left
     spool.recovery_.dropped = spool.evict_down_to(max_bytes, removals);
     spool.recovery_.records = spool.pending_.size();
@@ -315,8 +318,35 @@ Dropped Spool::append(Record record)
     format::add_event(frames, record);
     bytes_ += size;
     pending_.push_back(std::move(record));
-    persist(frames, true);
+    persist(frames);
     return dropped;
+}
+
+std::optional<Spool::Unsynced> Spool::unsynced() const
+{
+    if (!durable() || synced_seq_ + 1 >= next_seq_)
+        return std::nullopt;
+    return Unsynced{file_, next_seq_ - 1};
+}
+
+void Spool::synced(const Unsynced& what, int error)
+{
+    if (what.file != file_)
+        return;
+    if (error == 0) {
+        synced_seq_ = std::max(synced_seq_, what.seq);
+    } else if (durable()) {
+        // The kernel may have dropped the pages it could not write: a later
+        // fdatasync that succeeds proves nothing about them.
+        errno = error;
+        failed(path_, "cannot fsync");
+    }
+}
+
+void Spool::sync()
+{
+    if (const auto what = unsynced())
+        synced(*what, fdatasync(what->file->get()) == 0 ? 0 : errno);
 }
 
 void Spool::acknowledge(std::uint64_t seq)
@@ -328,10 +358,10 @@ void Spool::acknowledge(std::uint64_t seq)
     pending_.erase(it);
     std::string frame;
     format::add_removal(frame, seq);
-    // Not fsync'd: a removal lost to a crash only means the event is sent
-    // again at the next start, and the stream drops the duplicate by its
+    // Never waited for: a removal lost to a crash only means the event is
+    // sent again at the next start, and the stream drops the duplicate by its
     // Nats-Msg-Id (within its duplicate window; consumers can tell by event_id).
-    persist(frame, false);
+    persist(frame);
 }
 
 Dropped Spool::set_max_bytes(std::int64_t max_bytes)
@@ -340,7 +370,7 @@ Dropped Spool::set_max_bytes(std::int64_t max_bytes)
     std::string removals;
     Dropped dropped = evict_down_to(max_bytes, removals);
     if (!removals.empty())
-        persist(removals, false);  // one lost is evicted again, and reported again, at the next start
+        persist(removals);  // one lost is evicted again, and reported again, at the next start
     return dropped;
 }
 
@@ -357,7 +387,7 @@ Dropped Spool::evict_down_to(std::int64_t limit, std::string& removals)
     return dropped;
 }
 
-void Spool::persist(const std::string& frames, bool sync)
+void Spool::persist(const std::string& frames)
 {
     if (!directory_)
         return;  // in memory only
@@ -368,12 +398,8 @@ void Spool::persist(const std::string& frames, bool sync)
         rewrite();
         return;
     }
-    if (!write_all_at(file_.get(), frames, file_bytes_)) {
+    if (!write_all_at(file_->get(), frames, file_bytes_)) {
         failed(path_, "cannot write");
-        return;
-    }
-    if (sync && fdatasync(file_.get()) != 0) {
-        failed(path_, "cannot fsync");
         return;
     }
     file_bytes_ += static_cast<std::int64_t>(frames.size());
@@ -425,8 +451,9 @@ int Spool::rewrite()
         unlinkat(directory, temporary_name, 0);
         return error;
     }
-    file_ = std::move(file);
+    file_ = std::make_shared<const util::Fd>(std::move(file));
     file_bytes_ = size;
+    synced_seq_ = next_seq_ - 1;
     // The rename itself is durable only once the directory is.
     if (fsync(directory) != 0)
         return failed(path_.parent_path(), "cannot fsync");

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -53,10 +55,20 @@ struct Recovery {
 // (see spool_format.hpp), rewritten whole when acknowledged records dominate.
 // Memory and disk are bounded by max_bytes (the frames of the pending
 // events; the file holds at most about twice that, plus 64 KiB). Loop thread
-// only. A call that writes blocks for one fdatasync; one that compacts
-// writes bytes() anew and syncs twice, rarely enough to cost less per event.
+// only. Writes go to the file at once; what makes them durable, an
+// fdatasync, is asked for with unsynced() and done by anyone (a Syncer
+// thread, or sync()), so that events written meanwhile share it. A call that
+// compacts writes bytes() anew and syncs twice, on the caller's thread,
+// rarely enough to cost less per event.
 class Spool {
 public:
+    // What one fdatasync of `file` makes durable: every frame written to it
+    // so far, the events up to `seq` among them.
+    struct Unsynced {
+        std::shared_ptr<const util::Fd> file;
+        std::uint64_t seq = 0;
+    };
+
     // Opens or creates the spool (mode 0600) and reads what an earlier run
     // left; see recovery(). Damaged content is never an error; a directory
     // that cannot hold the spool is, in words with the path. A write failure
@@ -70,13 +82,25 @@ public:
     static Spool in_memory(std::int64_t max_bytes, std::string why);
 
     // Stores `record`, whose seq must be at least next_seq() (or it throws
-    // std::invalid_argument: a bug in the caller), and fsyncs it
-    // before returning: the caller sends it only afterwards. The oldest
+    // std::invalid_argument: a bug in the caller), in the file; it may be
+    // sent once synced (may_send). The oldest
     // pending records are evicted as far as needed to stay within max_bytes;
     // a record that alone is larger than max_bytes is not kept and is the one
     // dropped (the result's last_seq is its seq). When the write fails the
     // record stays pending in memory and durable() turns false.
     Dropped append(Record record);
+
+    // What a sync would make durable now; none when every event written is
+    // (or none can be: not durable()).
+    std::optional<Unsynced> unsynced() const;
+    // The result of fdatasync(what.file): 0, or the errno, which makes the
+    // spool not durable until the file is rewritten. A result for a file a
+    // rewrite has replaced is stale (the rewrite synced everything) and ignored.
+    void synced(const Unsynced& what, int error);
+    // unsynced(), fdatasync'd on this thread.
+    void sync();
+    // The event is on disk, or cannot be (not durable()): it may be sent.
+    bool may_send(std::uint64_t seq) const { return !durable() || seq <= synced_seq_; }
 
     // The stream has the event: it leaves the spool. Acknowledgements may come
     // in any order; an unknown or repeated seq is ignored.
@@ -103,20 +127,22 @@ private:
     Spool(util::Fd directory, std::filesystem::path path, std::int64_t max_bytes);
     // Evicts the oldest until bytes() <= limit, adding a removal frame for each.
     Dropped evict_down_to(std::int64_t limit, std::string& removals);
-    // Appends `frames` (fsync'd if `sync`), or rewrites the file after a failure; compacts.
-    void persist(const std::string& frames, bool sync);
-    // Writes the pending records to a new file and renames it into place; 0 or the errno.
+    // Appends `frames`, or rewrites the file after a failure; compacts.
+    void persist(const std::string& frames);
+    // Writes the pending records to a new file, synced, and renames it into
+    // place; 0 or the errno.
     int rewrite();
     bool worth_compacting() const;  // removed frames are over half the file, and 64 KiB
     // Sets error() from errno; returns it.
     int failed(const std::filesystem::path& path, const std::string& what);
 
     util::Fd directory_;  // locked, and fsync'd after a rename
-    util::Fd file_;  // none until the first rewrite
+    std::shared_ptr<const util::Fd> file_;  // none until the first rewrite; shared with a sync under way
     std::filesystem::path path_;
     std::int64_t max_bytes_;
     std::deque<Record> pending_;
     std::uint64_t next_seq_ = 1;
+    std::uint64_t synced_seq_ = 0;  // every event up to it is on disk
     std::int64_t bytes_ = 0;
     std::int64_t file_bytes_ = 0;  // where the next frame goes
     Recovery recovery_;

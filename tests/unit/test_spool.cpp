@@ -14,10 +14,13 @@
 #include <iterator>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "event_loop.hpp"
 #include "events/spool.hpp"
 #include "events/spool_format.hpp"
+#include "events/syncer.hpp"
 
 using namespace cim::events;
 namespace fs = std::filesystem;
@@ -217,6 +220,124 @@ TEST_CASE("events are read back byte for byte, in order, after reopening")
     CHECK(spool.recovery().records == 3);
     CHECK_FALSE(spool.recovery().damaged());
     CHECK(spool.recovery().str() == "kept 3 events");
+}
+
+TEST_CASE("an event may be sent once a sync covers it; one sync covers every event written before it")
+{
+    TempDir dir;
+    Spool spool = open_ok(dir.path);
+    CHECK_FALSE(spool.unsynced());
+    spool.append(record(1));
+    spool.append(record(2));
+    CHECK_FALSE(spool.may_send(1));
+    const auto first = spool.unsynced();
+    REQUIRE(first);
+    CHECK(first->seq == 2);
+    spool.append(record(3));  // written while the sync of 1 and 2 runs
+    spool.synced(*first, 0);
+    CHECK(spool.may_send(2));
+    CHECK_FALSE(spool.may_send(3));
+    CHECK(spool.unsynced()->seq == 3);
+    spool.sync();
+    CHECK(spool.may_send(3));
+    CHECK_FALSE(spool.unsynced());
+    CHECK(spool.durable());
+}
+
+TEST_CASE("a failed sync makes the spool not durable, its events sendable, and the next write rewrites the file")
+{
+    TempDir dir;
+    std::optional<Spool> opened(open_ok(dir.path));
+    Spool& spool = *opened;
+    spool.append(record(1));
+    const auto what = spool.unsynced();
+    REQUIRE(what);
+    spool.synced(*what, EIO);
+    CHECK_FALSE(spool.durable());
+    CHECK(spool.error() == dir.spool_file().string() + ": cannot fsync: Input/output error");
+    CHECK(spool.may_send(1));  // sent rather than held: health says the spool is not durable
+    CHECK_FALSE(spool.unsynced());
+    spool.synced(*what, 0);  // a later success proves nothing about the pages the kernel dropped
+    CHECK_FALSE(spool.durable());
+
+    const ino_t before = inode_of(dir.spool_file());
+    spool.append(record(2));  // the whole file anew, synced
+    CHECK(spool.durable());
+    CHECK(inode_of(dir.spool_file()) != before);
+    CHECK(spool.may_send(2));
+    CHECK_FALSE(spool.unsynced());
+    opened.reset();
+    CHECK(seqs(open_ok(dir.path)) == std::vector<std::uint64_t>{1, 2});
+}
+
+TEST_CASE("a sync of a file a compaction has replaced is stale: neither its success nor its failure counts")
+{
+    TempDir dir;
+    Spool spool = open_ok(dir.path);
+    spool.append(record(1));
+    const auto old_file = spool.unsynced();
+    REQUIRE(old_file);
+    // Enough acknowledged events to make a rewrite pay, which syncs all it keeps.
+    const ino_t before = inode_of(dir.spool_file());
+    for (std::uint64_t seq = 2; inode_of(dir.spool_file()) == before; ++seq) {
+        REQUIRE(seq < 1000);
+        spool.append(record(seq, 1000));
+        spool.acknowledge(seq);
+    }
+    CHECK(spool.may_send(1));
+    CHECK_FALSE(spool.unsynced());
+    spool.synced(*old_file, EIO);
+    CHECK(spool.durable());
+    spool.append(record(spool.next_seq()));
+    const auto current = spool.unsynced();
+    REQUIRE(current);
+    spool.synced(Spool::Unsynced{old_file->file, current->seq}, 0);
+    CHECK_FALSE(spool.may_send(current->seq));
+}
+
+TEST_CASE("the Syncer syncs on a thread of its own, reports on the loop, and a burst shares fdatasyncs")
+{
+    TempDir dir;
+    Spool spool = open_ok(dir.path);
+    cim::EventLoop loop;
+    int syncs = 0;
+    bool on_loop_thread = true;
+    const auto loop_thread = std::this_thread::get_id();
+    cim::events::Syncer syncer(loop, [&](const Spool::Unsynced& what, int error) {
+        on_loop_thread = on_loop_thread && std::this_thread::get_id() == loop_thread;
+        spool.synced(what, error);
+        ++syncs;
+    });
+    constexpr std::uint64_t events = 1000;
+    for (std::uint64_t seq = 1; seq <= events; ++seq) {
+        spool.append(record(seq));
+        syncer.request(*spool.unsynced());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK_FALSE(spool.may_send(1));  // done, but told only when the loop runs
+    for (int i = 0; i < 500 && !spool.may_send(events); ++i)
+        loop.run_for(std::chrono::milliseconds(10));
+    CHECK(spool.may_send(events));
+    CHECK(spool.durable());
+    CHECK(on_loop_thread);
+    CHECK(syncs >= 1);
+    CHECK(syncs < static_cast<int>(events) / 2);
+
+    // stop() waits for the sync under way; what is not yet reported is the
+    // caller's (Spool::sync).
+    spool.append(record(events + 1));
+    syncer.request(*spool.unsynced());
+    syncer.stop();
+    spool.sync();
+    CHECK(spool.may_send(events + 1));
+}
+
+TEST_CASE("a spool in memory sends at once and has nothing to sync")
+{
+    Spool spool = Spool::in_memory(1 << 16, "no directory");
+    spool.append(record(1));
+    CHECK(spool.may_send(1));
+    CHECK_FALSE(spool.unsynced());
 }
 
 TEST_CASE("a spool larger than a read window is read back whole, frames across its edges included")

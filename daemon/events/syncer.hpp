@@ -1,0 +1,55 @@
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "event_loop.hpp"
+#include "events/spool.hpp"
+#include "util/fd.hpp"
+
+namespace cim::events {
+
+// Makes the spool's writes durable on a thread of its own, so that the
+// event loop never waits for the disk (heartbeats, health requests and the
+// watchdog go on while a slow disk syncs), and events written while one
+// fdatasync runs share the next one. The thread starts with the first
+// request and takes the loop thread's signal mask (the loop's signals
+// blocked). Loop thread only.
+class Syncer {
+public:
+    // `done(what, error)` runs on the loop thread after each fdatasync.
+    using Done = std::function<void(const Spool::Unsynced& what, int error)>;
+
+    Syncer(EventLoop& loop, Done done);
+    Syncer(const Syncer&) = delete;
+    Syncer& operator=(const Syncer&) = delete;
+    ~Syncer() { stop(); }
+
+    // Syncs `what` once the thread is free; a request not yet taken is
+    // replaced, since a later one covers everything an earlier one does.
+    void request(Spool::Unsynced what);
+
+    // Waits for the fdatasync under way; what it and a request not yet taken
+    // would have reported is left to the caller (Spool::sync).
+    void stop();
+
+private:
+    void run(std::stop_token stop);
+    void report();  // on the loop: the finished ones to done_
+
+    Done done_;
+    util::Fd finished_fd_;  // an eventfd: the thread has finished one
+    EventSource finished_source_;
+    std::mutex mutex_;
+    std::condition_variable_any wanted_;
+    std::optional<Spool::Unsynced> requested_;
+    std::vector<std::pair<Spool::Unsynced, int>> finished_;
+    std::jthread thread_;
+};
+
+}  // namespace cim::events
