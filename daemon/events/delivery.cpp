@@ -100,8 +100,9 @@ void Delivery::on_synced(const Spool::Unsynced& what, int error)
 
 void Delivery::finish()
 {
-    syncer_.stop();
-    spool_.sync();
+    for (const auto& [what, error] : syncer_.stop())
+        spool_.synced(what, error);
+    spool_.sync();  // nothing left, unless the Syncer never started
     log_durability();
 }
 

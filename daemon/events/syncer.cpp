@@ -19,7 +19,8 @@ Syncer::Syncer(EventLoop& loop, Done done)
     finished_source_ = loop.on_fd(finished_fd_.get(), EPOLLIN, [this](std::uint32_t) {
         std::uint64_t count = 0;
         [[maybe_unused]] const ssize_t n = read(finished_fd_.get(), &count, sizeof count);
-        report();
+        for (const auto& [what, error] : take_finished())
+            done_(what, error);
     });
 }
 
@@ -35,17 +36,19 @@ void Syncer::request(Spool::Unsynced what)
         wanted_.notify_one();
 }
 
-void Syncer::stop()
+Syncer::Finished Syncer::stop()
 {
     if (thread_.joinable()) {
         thread_.request_stop();
         thread_.join();
     }
+    return take_finished();
 }
 
 void Syncer::run(std::stop_token stop)
 {
     std::unique_lock lock(mutex_);
+    // Once stop is requested, wait() returns whether a request is left: it is done first.
     while (wanted_.wait(lock, stop, [this] { return requested_.has_value(); })) {
         Spool::Unsynced what = std::move(*requested_);
         requested_.reset();
@@ -58,15 +61,10 @@ void Syncer::run(std::stop_token stop)
     }
 }
 
-void Syncer::report()
+Syncer::Finished Syncer::take_finished()
 {
-    std::vector<std::pair<Spool::Unsynced, int>> finished;
-    {
-        std::lock_guard lock(mutex_);
-        finished.swap(finished_);
-    }
-    for (const auto& [what, error] : finished)
-        done_(what, error);
+    std::lock_guard lock(mutex_);
+    return std::exchange(finished_, {});
 }
 
 }  // namespace cim::events

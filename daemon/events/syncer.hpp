@@ -34,13 +34,16 @@ public:
     // replaced, since a later one covers everything an earlier one does.
     void request(Spool::Unsynced what);
 
-    // Waits for the fdatasync under way; what it and a request not yet taken
-    // would have reported is left to the caller (Spool::sync).
-    void stop();
+    // One fdatasync done: `what`, and 0 or the errno.
+    using Finished = std::vector<std::pair<Spool::Unsynced, int>>;
+
+    // Does the request not yet taken, if any, and stops the thread; returns
+    // what was not reported (for Spool::synced; nothing goes to `done`).
+    Finished stop();
 
 private:
     void run(std::stop_token stop);
-    void report();  // on the loop: the finished ones to done_
+    Finished take_finished();
 
     Done done_;
     util::Fd finished_fd_;  // an eventfd: the thread has finished one
@@ -48,7 +51,7 @@ private:
     std::mutex mutex_;
     std::condition_variable_any wanted_;
     std::optional<Spool::Unsynced> requested_;
-    std::vector<std::pair<Spool::Unsynced, int>> finished_;
+    Finished finished_;
     std::jthread thread_;
 };
 

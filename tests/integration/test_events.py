@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from faults import Partition
-from harness import ROOT, NatsServer, leaf_config, start_ready, wait_until
+from faults import Partition, SlowSpoolDisk
+from harness import BIN, ROOT, NatsServer, leaf_config, start_ready, wait_until
 from nats_client import Client, NatsError
 from payloads import health, valid
 
@@ -51,11 +51,11 @@ def assert_complete(events, first=1):
     assert seqs == list(range(first, first + len(seqs))), seqs
 
 
-def start_leaf(daemons, notify, server_url, name=None, **sections):
+def start_leaf(daemons, notify, server_url, name=None, env=None, **sections):
     """A leaf on `server_url`, once READY; `name` again is a restart (the same spool)."""
     config = leaf_config(None, **sections)
     config["nats"]["servers"] = [server_url]
-    return start_ready(daemons, notify, config, **({"name": name} if name else {}))
+    return start_ready(daemons, notify, config, env=env, **({"name": name} if name else {}))
 
 
 def wait_acknowledged(server, pending=0, timeout=15):
@@ -95,6 +95,41 @@ def test_events_are_acknowledged_by_the_stream_the_daemon_creates(daemons, notif
         assert_complete(events)
         assert leaf.stop() == 0
         assert stream_events(server)[-1]["event_type"] == "stopping"  # acknowledged before the exit
+    finally:
+        server.stop()
+
+
+def test_a_slow_disk_holds_back_neither_the_start_nor_the_loop_and_loses_nothing(daemons, notify, tmp_path):
+    """Each fdatasync of the spool takes 2 s: READY=1, health replies and
+    reloads do not wait for it; events go out once on disk, in order, many
+    to one sync; the exit waits for `stopping` to reach the disk."""
+    disk = SlowSpoolDisk(tmp_path, BIN, 2000)
+    server = jetstream_server(tmp_path).start()
+    try:
+        leaf = start_leaf(daemons, notify, server.url, env=disk.env)
+        assert disk.syncs() == 0  # READY=1 came while `started` was still on its way to the disk
+        slowest = 0.0
+        with Client(server.port) as client:
+            for _ in range(10):
+                reloads(leaf, 1, pause=0)
+                began = time.monotonic()
+                health(client)
+                slowest = max(slowest, time.monotonic() - began)
+        assert slowest < 1.0, f"a health reply took {slowest:.2f} s while the spool synced"
+        wait_acknowledged(server, timeout=60)
+        events = stream_events(server)
+        assert [e["event_type"] for e in events] == ["started", "ready"] + ["reloading", "reloaded"] * 10
+        assert_complete(events)
+        assert 1 <= disk.syncs() <= 11, f"{disk.syncs()} fdatasyncs for 22 events"
+        # `stopping` outlasts the stop's wait for acknowledgements, but not the exit.
+        assert leaf.stop() == 0
+        assert "1 events not acknowledged" in leaf.output()
+        again = start_leaf(daemons, notify, server.url, name="leaf0")
+        wait_acknowledged(server)
+        events = stream_events(server)
+        assert [e["event_type"] for e in events[-3:]] == ["stopping", "started", "ready"]
+        assert_complete(events)
+        assert again.stop() == 0
     finally:
         server.stop()
 

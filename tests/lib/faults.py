@@ -2,11 +2,14 @@
 that offers no TLS and records what a client sends, and proxies to a real
 nats-server that answer the subscription flush late, note the pace of a
 client's attempts, swallow everything like a network partition, or stop
-reading what a client sends."""
+reading what a client sends; and a slow disk under the event spool."""
 import json
+import re
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 
 class Listener:
@@ -223,3 +226,26 @@ class PlaintextServer(Listener):
             pass
         finally:
             client.close()
+
+
+class SlowSpoolDisk:
+    """Every fdatasync of the daemon's events.spool takes `delay_ms` longer
+    (tests/lib/slow_fdatasync.c, preloaded); syncs() counts those done."""
+
+    def __init__(self, workdir, binary, delay_ms):
+        workdir = Path(workdir)
+        library = workdir / "slow_fdatasync.so"
+        source = Path(__file__).with_name("slow_fdatasync.c")
+        subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(library), str(source), "-ldl"], check=True)
+        self.log = workdir / "fdatasyncs.log"
+        preload = [str(library)]
+        # A sanitized daemon wants its runtime first.
+        linked = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+        asan = re.search(r"(\S*libasan\.so\S*) => (\S+)", linked)
+        if asan:
+            preload.insert(0, asan.group(2))
+        self.env = {"LD_PRELOAD": " ".join(preload), "CIM_TEST_FDATASYNC_MS": str(delay_ms),
+                    "CIM_TEST_FDATASYNC_LOG": str(self.log)}
+
+    def syncs(self):
+        return self.log.read_text().count("\n") if self.log.exists() else 0

@@ -323,12 +323,16 @@ TEST_CASE("the Syncer syncs on a thread of its own, reports on the loop, and a b
     CHECK(syncs >= 1);
     CHECK(syncs < static_cast<int>(events) / 2);
 
-    // stop() waits for the sync under way; what is not yet reported is the
-    // caller's (Spool::sync).
+    // stop() does what was asked and returns it, reported to nobody.
+    const int reported = syncs;
     spool.append(record(events + 1));
     syncer.request(*spool.unsynced());
-    syncer.stop();
-    spool.sync();
+    const auto finished = syncer.stop();
+    CHECK(syncs == reported);
+    REQUIRE(finished.size() == 1);
+    CHECK(finished.front().first.seq == events + 1);
+    CHECK(finished.front().second == 0);
+    spool.synced(finished.front().first, finished.front().second);
     CHECK(spool.may_send(events + 1));
 }
 
