@@ -125,7 +125,7 @@ void Leaf::serve()
     spdlog::info("cim-leaf {} starting as node {}, NATS {}", version_string, config_.node.id,
         util::join(config_.nats.servers, "; "));
     // First: the connection's round trips run on their thread while the
-    // loop writes the `started` event to disk; what the link reports waits
+    // loop writes the `started` event to the spool; what the link reports waits
     // for the loop, so `started` still comes first.
     start_link();
     delivery_.start();

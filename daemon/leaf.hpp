@@ -60,7 +60,7 @@ public:
     void finish(std::chrono::milliseconds drain);
 
     // Nothing recorded waits for the disk: what may be sent has been.
-    bool events_synced() const { return delivery_.synced(); }
+    bool events_on_disk() const { return delivery_.on_disk(); }
 
     // dbus::Control
     const LiveState& live() const override { return live_; }

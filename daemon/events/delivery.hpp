@@ -35,8 +35,9 @@ std::filesystem::path default_state_directory();
 
 // Lifecycle events from the moment they happen until a stream has them: each
 // is numbered (seq), written to the spool and, once fdatasync'd there (by
-// the Syncer, off the loop), published to the JetStream stream with Nats-Msg-Id = event_id, one at a time so the stream
-// holds them in seq order, and re-sent until the stream acknowledges it. On
+// the Syncer, off the loop), published to the JetStream stream with
+// Nats-Msg-Id = event_id, one at a time so the stream holds them in seq
+// order, and re-sent until the stream acknowledges it. On
 // an account without JetStream (delivery auto) or with delivery core they
 // are plain publishes, delivered once handed to the server. Loop thread only.
 class Delivery {
@@ -70,8 +71,8 @@ public:
 
     // Nothing waits for an acknowledgement.
     bool idle() const { return spool_.pending().empty(); }
-    // Nothing waits for the Syncer.
-    bool synced() const { return !spool_.unsynced(); }
+    // Every event recorded is on disk (or cannot be): nothing waits for the Syncer.
+    bool on_disk() const { return !spool_.unsynced(); }
 
     const EventsState& state() const { return state_; }
 

@@ -81,13 +81,13 @@ public:
     // bounded, ordered and numbered the same, never durable (error() is `why`).
     static Spool in_memory(std::int64_t max_bytes, std::string why);
 
-    // Stores `record`, whose seq must be at least next_seq() (or it throws
-    // std::invalid_argument: a bug in the caller), in the file; it may be
-    // sent once synced (may_send). The oldest
-    // pending records are evicted as far as needed to stay within max_bytes;
-    // a record that alone is larger than max_bytes is not kept and is the one
-    // dropped (the result's last_seq is its seq). When the write fails the
-    // record stays pending in memory and durable() turns false.
+    // Writes `record`, whose seq must be at least next_seq() (or it throws
+    // std::invalid_argument: a bug in the caller), to the file; it may be
+    // sent once a sync has covered it (may_send). The oldest pending records
+    // are evicted as far as needed to stay within max_bytes; a record that
+    // alone is larger than max_bytes is not kept and is the one dropped (the
+    // result's last_seq is its seq). When the write fails the record stays
+    // pending in memory and durable() turns false.
     Dropped append(Record record);
 
     // What a sync would make durable now; none when every event written is
