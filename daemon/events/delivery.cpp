@@ -356,6 +356,9 @@ void Delivery::update()
 {
     log_durability();
     refresh();
+    if (state_ == told_)
+        return;
+    told_ = state_;
     handlers_.changed();
 }
 
@@ -384,7 +387,7 @@ void Delivery::refresh()
                 std::max(std::chrono::duration_cast<std::chrono::microseconds>(due), std::chrono::microseconds(1)),
                 [this] {
                     state_.overdue = true;
-                    handlers_.changed();
+                    update();
                 });
         }
     }

@@ -91,7 +91,7 @@ private:
     void lose(const Dropped& dropped);
     void tell_gaps();
     void on_synced(const Spool::Unsynced& what, int error);
-    void update();  // refresh(), and tell
+    void update();  // refresh(), and tell what changed
     void log_durability();  // when the spool turns not durable, or durable again
     void refresh();
 
@@ -102,6 +102,7 @@ private:
     Syncer syncer_;  // after spool_: stops before it goes
     std::string spool_error_;  // spool_.error() as last logged
     EventsState state_;
+    EventsState told_;  // state_ as handlers_.changed last saw it
 
     Phase phase_ = Phase::offline;
     std::shared_ptr<nats::Connection> link_;
