@@ -83,6 +83,8 @@ void Leaf::start()
     signals_.push_back(loop_.on_signal(SIGINT, [this] { stop(); }));
     signals_.push_back(loop_.on_signal(SIGHUP, [this] { reload(); }));
     signal(SIGPIPE, SIG_IGN);
+    // A spool past LimitFSIZE= is a failed write (EFBIG) the spool survives, not a kill.
+    signal(SIGXFSZ, SIG_IGN);
 
     apply_logging();
     if (auto interval = notifier_.watchdog_interval())

@@ -56,7 +56,7 @@ Delivery::Delivery(
     : loop_(loop), config_(config), handlers_(std::move(handlers)),
       spool_(open_spool(directory, config.events.spool_bytes)),
       syncer_(loop, [this](const Spool::Unsynced& what, int error) { on_synced(what, error); }),
-      spool_error_(spool_.error())  // open_spool logged it
+      spool_durable_(spool_.durable())  // open_spool said why not
 {
     refresh();
 }
@@ -108,11 +108,11 @@ void Delivery::finish()
 
 void Delivery::log_durability()
 {
-    if (spool_.error() == spool_error_)
+    if (spool_.durable() == spool_durable_)
         return;
-    spool_error_ = spool_.error();
-    if (!spool_error_.empty())
-        spdlog::error("{}; events are sent without waiting for the disk until the spool is rewritten", spool_error_);
+    spool_durable_ = spool_.durable();
+    if (!spool_durable_)
+        spdlog::error("{}; events are sent without waiting for the disk until the spool is rewritten", spool_.error());
     else
         spdlog::info("the event spool {} is durable again", spool_.path().string());
 }

@@ -92,7 +92,7 @@ private:
     void tell_gaps();
     void on_synced(const Spool::Unsynced& what, int error);
     void update();  // refresh(), and tell what changed
-    void log_durability();  // when the spool turns not durable, or durable again
+    void log_durability();  // when the spool turns not durable (and why), or durable again
     void refresh();
 
     EventLoop& loop_;
@@ -100,7 +100,7 @@ private:
     Handlers handlers_;
     Spool spool_;
     Syncer syncer_;  // after spool_: stops before it goes
-    std::string spool_error_;  // spool_.error() as last logged
+    bool spool_durable_;  // spool_.durable() as last logged
     EventsState state_;
     EventsState told_;  // state_ as handlers_.changed last saw it
 

@@ -51,11 +51,12 @@ def assert_complete(events, first=1):
     assert seqs == list(range(first, first + len(seqs))), seqs
 
 
-def start_leaf(daemons, notify, server_url, name=None, env=None, **sections):
+def start_leaf(daemons, notify, server_url, name=None, env=None, state_directory=None, **sections):
     """A leaf on `server_url`, once READY; `name` again is a restart (the same spool)."""
     config = leaf_config(None, **sections)
     config["nats"]["servers"] = [server_url]
-    return start_ready(daemons, notify, config, env=env, **({"name": name} if name else {}))
+    return start_ready(daemons, notify, config, env=env, state_directory=state_directory,
+                       **({"name": name} if name else {}))
 
 
 def wait_acknowledged(server, pending=0, timeout=15):
@@ -226,6 +227,48 @@ def test_a_full_spool_is_reported_in_the_stream(daemons, notify, tmp_path):
         assert leaf.stop() == 0
     finally:
         server.stop()
+
+
+def test_a_full_disk_under_the_spool_loses_nothing_and_says_so_until_there_is_room(daemons, notify, tmp_path):
+    """The spool's file system fills up: events go out without waiting for
+    the disk, health says `durable: false` and why, the journal says it; once
+    there is room the spool is written anew and durable again."""
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(state)], check=True)
+    server = jetstream_server(tmp_path).start()
+    filler = state / "filler"
+    try:
+        leaf = start_leaf(daemons, notify, server.url, state_directory=state)
+        wait_acknowledged(server)
+        with open(filler, "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass  # ENOSPC: the disk is full
+        reloads(leaf, 10)  # past the room left in the spool's last page
+        wait_acknowledged(server)
+        with Client(server.port) as client:
+            events_check = health(client)["checks"]["events"]
+        assert (events_check["durable"], events_check["status"]) == (False, "degraded")
+        assert "No space left on device" in events_check["problem"]
+        assert "events are sent without waiting for the disk" in leaf.output()
+
+        filler.unlink()
+        reloads(leaf, 1)
+        leaf.wait_for_log("is durable again")
+        wait_acknowledged(server)
+        with Client(server.port) as client:
+            events_check = health(client)["checks"]["events"]
+        assert (events_check["durable"], events_check["problem"]) == (True, "")
+        events = stream_events(server)
+        assert [e["event_type"] for e in events] == ["started", "ready"] + ["reloading", "reloaded"] * 11
+        assert_complete(events)
+        assert leaf.stop() == 0
+    finally:
+        server.stop()
+        subprocess.run(["umount", "-l", str(state)], check=False)
 
 
 def test_a_truncated_spool_is_recovered_and_reported(daemons, notify, tmp_path):

@@ -200,6 +200,8 @@ class NotifySocket:
                 data = self.sock.recv(65536)
             except OSError:
                 return
+            if self._closed:
+                return
             text = data.decode()
             fields = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
             with self._lock:
@@ -227,7 +229,15 @@ class NotifySocket:
         return [k for _, fields, _ in self.snapshot() for k in fields if k not in ("STATUS", "MONOTONIC_USEC")]
 
     def close(self):
+        # Wakes the receiver and waits for it: a receiver still in recv() when
+        # the descriptor is closed could take the next test's socket, which
+        # may get the same number, and a datagram meant for it.
         self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._thread.join(5)
         self.sock.close()
 
 
