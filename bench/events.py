@@ -316,6 +316,6 @@ def spool_table(runs):
         lines.append((label, f"{us:.1f}", f"{low:.1f}-{high:.1f}", f"{ratio:.0f}", f"{rlow:.0f}-{rhigh:.0f}"))
     print_table(lines)
     ms, low, high = spread([r["open_ms"] for r in runs])
-    syncs, low, high = spread([r["burst_fdatasyncs"] for r in runs])
-    print(f"fdatasyncs for a burst of {runs[0]['events']}: {syncs:.0f} ({low:.0f}-{high:.0f})")
+    syncs, fewest, most = spread([r["burst_fdatasyncs"] for r in runs])
+    print(f"fdatasyncs for a burst of {runs[0]['events']}: {syncs:.0f} ({fewest:.0f}-{most:.0f})")
     print(f"open with {runs[0]['events']} pending (read, rewrite): {ms:.1f} ms ({low:.1f}-{high:.1f})")
