@@ -12,9 +12,26 @@
 #include <stdexcept>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 namespace cim {
 
 namespace {
+
+// The edge for what a callback throws (a thread that cannot be made, a
+// bug): logged once, and the loop ends with 1, so that the daemon exits
+// the usual way (events synced, NATS closed) and systemd restarts it,
+// instead of std::terminate inside sd-event.
+template <typename F> int guarded(sd_event_source* source, F&& call) noexcept
+{
+    try {
+        call();
+    } catch (const std::exception& e) {
+        spdlog::critical("fatal: {}", e.what());
+        sd_event_exit(sd_event_source_get_event(source), 1);
+    }
+    return 0;
+}
 
 void check(int r, const char* what)
 {
@@ -85,9 +102,8 @@ EventSource EventLoop::on_signal(int signal, Callback callback)
     sd_event_source* source = nullptr;
     check(sd_event_add_signal(
               event_, &source, signal,
-              [](sd_event_source*, const signalfd_siginfo*, void* userdata) {
-                  (*static_cast<Callback*>(userdata))();
-                  return 0;
+              [](sd_event_source* s, const signalfd_siginfo*, void* userdata) {
+                  return guarded(s, *static_cast<Callback*>(userdata));
               },
               nullptr),
         "sd_event_add_signal");
@@ -121,8 +137,7 @@ Timer EventLoop::every(std::chrono::microseconds interval, Callback callback)
                   sd_event_now(sd_event_source_get_event(s), CLOCK_MONOTONIC, &now);
                   sd_event_source_set_time(s, std::max(usec + periodic->period_usec, now));
                   sd_event_source_set_enabled(s, SD_EVENT_ON);
-                  periodic->callback();
-                  return 0;
+                  return guarded(s, periodic->callback);
               },
               nullptr),
         "sd_event_add_time_relative");
@@ -145,9 +160,8 @@ EventSource EventLoop::after(std::chrono::microseconds delay, Callback callback)
     sd_event_source* source = nullptr;
     check(sd_event_add_time_relative(
               event_, &source, CLOCK_MONOTONIC, static_cast<std::uint64_t>(delay.count()), 1000,
-              [](sd_event_source*, std::uint64_t, void* userdata) {
-                  (*static_cast<Callback*>(userdata))();
-                  return 0;
+              [](sd_event_source* s, std::uint64_t, void* userdata) {
+                  return guarded(s, *static_cast<Callback*>(userdata));
               },
               nullptr),
         "sd_event_add_time_relative");
@@ -160,9 +174,8 @@ EventSource EventLoop::on_fd(int fd, std::uint32_t events, std::function<void(st
     sd_event_source* source = nullptr;
     check(sd_event_add_io(
               event_, &source, fd, events,
-              [](sd_event_source*, int, std::uint32_t revents, void* userdata) {
-                  (*static_cast<std::function<void(std::uint32_t)>*>(userdata))(revents);
-                  return 0;
+              [](sd_event_source* s, int, std::uint32_t revents, void* userdata) {
+                  return guarded(s, [&] { (*static_cast<std::function<void(std::uint32_t)>*>(userdata))(revents); });
               },
               nullptr),
         "sd_event_add_io");
@@ -180,9 +193,8 @@ ExternalIo EventLoop::drive(int fd, std::function<IoWants()> wants, Callback pro
     sd_event_source* io = nullptr;
     check(sd_event_add_io(
               event_, &io, fd, 0,
-              [](sd_event_source*, int, std::uint32_t, void* userdata) {
-                  (*static_cast<Shared*>(userdata))->process();
-                  return 0;
+              [](sd_event_source* s, int, std::uint32_t, void* userdata) {
+                  return guarded(s, (*static_cast<Shared*>(userdata))->process);
               },
               nullptr),
         "sd_event_add_io");
@@ -191,9 +203,8 @@ ExternalIo EventLoop::drive(int fd, std::function<IoWants()> wants, Callback pro
     sd_event_source* timer = nullptr;
     check(sd_event_add_time(
               event_, &timer, CLOCK_MONOTONIC, UINT64_MAX, 0,
-              [](sd_event_source*, std::uint64_t, void* userdata) {
-                  (*static_cast<Shared*>(userdata))->process();
-                  return 0;
+              [](sd_event_source* s, std::uint64_t, void* userdata) {
+                  return guarded(s, (*static_cast<Shared*>(userdata))->process);
               },
               nullptr),
         "sd_event_add_time");

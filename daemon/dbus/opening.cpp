@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "dbus/control.hpp"
+#include "util/thread.hpp"
 
 namespace cim::dbus {
 
@@ -75,20 +76,22 @@ Opening::Opening(EventLoop& loop, config::Bus bus, Preparation prepare, std::fun
 {
     shared_->loop = &loop;
     shared_->done = std::move(done);
-    std::thread([shared = shared_, bus, prepare = std::move(prepare)] {
-        auto opened = std::make_shared<Opened>(open(bus, prepare));
-        {
-            std::lock_guard lock(shared->mutex);
-            if (shared->loop) {
-                shared->loop->post([shared, opened] {
-                    if (auto done = std::exchange(shared->done, nullptr))
-                        done(std::move(*opened));
-                });
-                return;
+    util::start_thread<std::thread>("the D-Bus connection's thread",
+        [shared = shared_, bus, prepare = std::move(prepare)] {
+            auto opened = std::make_shared<Opened>(open(bus, prepare));
+            {
+                std::lock_guard lock(shared->mutex);
+                if (shared->loop) {
+                    shared->loop->post([shared, opened] {
+                        if (auto done = std::exchange(shared->done, nullptr))
+                            done(std::move(*opened));
+                    });
+                    return;
+                }
             }
-        }
-        // Abandoned: the connection, if any, closes here, off the loop.
-    }).detach();
+            // Abandoned: the connection, if any, closes here, off the loop.
+        })
+        .detach();
 }
 
 Opening::~Opening()

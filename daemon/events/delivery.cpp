@@ -102,7 +102,7 @@ void Delivery::finish()
 {
     for (const auto& [what, error] : syncer_.stop())
         spool_.synced(what, error);
-    spool_.sync();  // nothing left, unless the Syncer never started
+    spool_.sync();  // a no-op, unless an event was written without a request
     log_durability();
 }
 

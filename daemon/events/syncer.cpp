@@ -1,13 +1,17 @@
 #include "events/syncer.hpp"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+
+#include "util/thread.hpp"
 
 namespace cim::events {
 
@@ -22,6 +26,13 @@ Syncer::Syncer(EventLoop& loop, Done done)
         for (const auto& [what, error] : take_finished())
             done_(what, error);
     });
+    thread_ = util::start_thread<std::jthread>("the event spool's sync thread", [this](std::stop_token stop) {
+        // The event loop's signals are its own (before it blocks them, as the daemon starts).
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        run(std::move(stop));
+    });
 }
 
 void Syncer::request(Spool::Unsynced what)
@@ -30,10 +41,7 @@ void Syncer::request(Spool::Unsynced what)
         std::lock_guard lock(mutex_);
         requested_ = std::move(what);
     }
-    if (!thread_.joinable())
-        thread_ = std::jthread([this](std::stop_token stop) { run(std::move(stop)); });
-    else
-        wanted_.notify_one();
+    wanted_.notify_one();
 }
 
 Syncer::Finished Syncer::stop()

@@ -17,9 +17,9 @@ namespace cim::events {
 // Makes the spool's writes durable on a thread of its own, so that the
 // event loop never waits for the disk (heartbeats, health requests and the
 // watchdog go on while a slow disk syncs), and events written while one
-// fdatasync runs share the next one. The thread starts with the first
-// request and takes the loop thread's signal mask (the loop's signals
-// blocked). Loop thread only.
+// fdatasync runs share the next one. The thread starts with the Syncer
+// (or the constructor throws, saying so) and blocks every signal. Loop
+// thread only.
 class Syncer {
 public:
     // `done(what, error)` runs on the loop thread after each fdatasync.

@@ -21,8 +21,7 @@ using Message = std::unique_ptr<natsMsg, Destroy<natsMsg_Destroy>>;
 
 std::string why(const std::string& doing, natsStatus status)
 {
-    natsStatus code = status;
-    const std::string text = nats_GetLastError(&code);
+    const std::string text = nats::last_error();
     return doing + ": " + (text.empty() ? nats::status_text(status) : text);
 }
 

@@ -8,6 +8,8 @@
 
 #include <nats/nats.h>
 
+#include "util/thread.hpp"
+
 namespace cim::nats {
 
 namespace {
@@ -24,7 +26,7 @@ Library::Library()
         std::lock_guard lock(mutex);
         starting = true;
     }
-    starting_ = std::jthread([] {
+    starting_ = util::start_thread<std::jthread>("the thread that starts nats.c", [] {
         sigset_t all;
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, nullptr);

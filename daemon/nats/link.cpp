@@ -11,6 +11,7 @@
 #include "nats/library.hpp"
 #include "nats/options.hpp"
 #include "util/ids.hpp"
+#include "util/thread.hpp"
 
 namespace cim::nats {
 
@@ -102,13 +103,19 @@ public:
         std::lock_guard lock(mutex_);
         join_finished();
         Entry& entry = threads_.emplace_back();
-        entry.thread = std::thread([this, &entry, work = std::move(work)]() mutable {
-            work();
-            work = nullptr;  // what it holds (the Link) goes on this thread
-            std::lock_guard lock(mutex_);
-            entry.finished = true;
-            done_.notify_all();
-        });
+        try {
+            entry.thread = util::start_thread<std::thread>(
+                "the NATS connection's thread", [this, &entry, work = std::move(work)]() mutable {
+                    work();
+                    work = nullptr;  // what it holds (the Link) goes on this thread
+                    std::lock_guard lock(mutex_);
+                    entry.finished = true;
+                    done_.notify_all();
+                });
+        } catch (...) {
+            threads_.pop_back();  // nothing to wait for
+            throw;
+        }
     }
 
     bool wait_for_all(std::chrono::milliseconds bound)
@@ -317,8 +324,7 @@ natsStatus Link::connect(natsConnection** connection, void* attempt, SocketLoop&
     auto on_error = [](natsConnection*, natsSubscription*, natsStatus err, void* key) {
         // nats.c sets this thread's last error to the server's words for
         // this very error just before the call.
-        natsStatus code = err;
-        std::string text = nats_GetLastError(&code);
+        std::string text = last_error();
         with_current(key, [err, text](Link& link) { link.on_async_error(err, text); });
     };
     auto on_closed = [](natsConnection*, void* key) {
@@ -486,8 +492,14 @@ std::string Link::run_connection()
         closed_ = false;
         give_up_.clear();
     }
-    auto socket_loop =
-        std::make_unique<SocketLoop>(write_deadline, [this](natsConnection* connection) { answer_health(connection); });
+    std::unique_ptr<SocketLoop> socket_loop;
+    try {
+        socket_loop = std::make_unique<SocketLoop>(
+            write_deadline, [this](natsConnection* connection) { answer_health(connection); });
+    } catch (const std::exception& e) {
+        process_wide<Attempts>().remove(attempt);
+        return e.what();  // tried again after the reconnect pause, as a failed connect
+    }
     natsConnection* connection = nullptr;
     natsStatus s = connect(&connection, attempt, *socket_loop);
     std::string reason;

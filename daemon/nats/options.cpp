@@ -50,6 +50,13 @@ std::string status_text(natsStatus status)
     return natsStatus_GetText(status);
 }
 
+std::string last_error()
+{
+    natsStatus code = NATS_OK;
+    const char* text = nats_GetLastError(&code);
+    return text ? text : "";
+}
+
 std::string connect_failure(natsStatus status)
 {
     if (status == NATS_NO_SERVER)
@@ -57,8 +64,7 @@ std::string connect_failure(natsStatus status)
     if (status == NATS_SECURE_CONNECTION_WANTED)
         return "cannot connect to NATS: the server does not offer TLS, which tls:// and nats.tls require; "
                "not falling back to plain text";
-    natsStatus code = status;
-    std::string text = nats_GetLastError(&code);
+    std::string text = last_error();
     // "(conn.c:1905): Authorization Violation": the source location is noise.
     if (const auto end = text.find("): "); text.rfind('(', 0) == 0 && end != std::string::npos)
         text.erase(0, end + 3);

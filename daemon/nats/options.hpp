@@ -21,5 +21,8 @@ natsStatus set_connection_options(natsOptions* options, const config::NatsConfig
 std::string connect_failure(natsStatus status);
 
 std::string status_text(natsStatus status);
+// This thread's last nats.c error in words; empty when it has none (nats.c
+// gives NULL then, as when its own start failed).
+std::string last_error();
 
 }  // namespace cim::nats

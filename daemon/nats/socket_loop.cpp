@@ -13,6 +13,8 @@
 #include <string>
 #include <utility>
 
+#include "util/thread.hpp"
+
 namespace cim::nats {
 
 namespace {
@@ -46,7 +48,8 @@ SocketLoop::SocketLoop(std::chrono::milliseconds write_deadline, AfterRead after
 {
     epoll_event event{.events = EPOLLIN, .data = {.fd = wake_.get()}};
     checked(epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &event), "epoll_ctl");
-    thread_ = std::jthread([this](const std::stop_token& stop) { run(stop); });
+    thread_ = util::start_thread<std::jthread>(
+        "the thread that reads the NATS socket", [this](const std::stop_token& stop) { run(stop); });
 }
 
 SocketLoop::~SocketLoop()

@@ -4,12 +4,13 @@ nats-server that answer the subscription flush late, note the pace of a
 client's attempts, swallow everything like a network partition, or stop
 reading what a client sends; and a slow disk under the event spool."""
 import json
-import re
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
+
+from harness import asan_runtime
 
 
 class Listener:
@@ -238,12 +239,8 @@ class SlowSpoolDisk:
         source = Path(__file__).with_name("slow_fdatasync.c")
         subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(library), str(source), "-ldl"], check=True)
         self.log = workdir / "fdatasyncs.log"
-        preload = [str(library)]
         # A sanitized daemon wants its runtime first.
-        linked = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
-        asan = re.search(r"(\S*libasan\.so\S*) => (\S+)", linked)
-        if asan:
-            preload.insert(0, asan.group(2))
+        preload = [path for path in (asan_runtime(binary), str(library)) if path]
         self.env = {"LD_PRELOAD": " ".join(preload), "CIM_TEST_FDATASYNC_MS": str(delay_ms),
                     "CIM_TEST_FDATASYNC_LOG": str(self.log)}
 

@@ -307,6 +307,13 @@ class Daemon:
         return wait_until(lambda: re.search(pattern, self.output()), timeout, what=f"log line /{pattern}/")
 
 
+def asan_runtime(binary=BIN):
+    """The AddressSanitizer runtime `binary` links, or None."""
+    linked = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    found = re.search(r"\S*libasan\.so\S* => (\S+)", linked)
+    return found.group(1) if found else None
+
+
 def leaf_config(server=None, node_id="leaf-01", **sections):
     """A config dict: NATS at `server`, no D-Bus, fast heartbeats; `sections`
     are merged in (a dict per top-level key)."""

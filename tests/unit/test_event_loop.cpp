@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <stdexcept>
 
 #include <doctest/doctest.h>
 
@@ -84,4 +85,14 @@ TEST_CASE("a driven library is processed when its fd is ready and at its deadlin
     CHECK(!io);
     close(fds[0]);
     close(fds[1]);
+}
+
+TEST_CASE("a callback that throws ends the loop with 1 instead of std::terminate")
+{
+    EventLoop loop;
+    auto failing = loop.after(1ms, [] { throw std::runtime_error("cannot start a thread"); });
+    bool later = false;
+    auto after = loop.after(50ms, [&] { later = true; });
+    CHECK(run_bounded(loop) == 1);
+    CHECK_FALSE(later);
 }
