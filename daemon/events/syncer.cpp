@@ -1,12 +1,10 @@
 #include "events/syncer.hpp"
 
-#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -26,13 +24,8 @@ Syncer::Syncer(EventLoop& loop, Done done)
         for (const auto& [what, error] : take_finished())
             done_(what, error);
     });
-    thread_ = util::start_thread<std::jthread>("the event spool's sync thread", [this](std::stop_token stop) {
-        // The event loop's signals are its own (before it blocks them, as the daemon starts).
-        sigset_t all;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, nullptr);
-        run(std::move(stop));
-    });
+    thread_ = util::start_thread<std::jthread>(
+        "the event spool's sync thread", [this](std::stop_token stop) { run(std::move(stop)); });
 }
 
 void Syncer::request(Spool::Unsynced what)

@@ -1,9 +1,6 @@
 #include "nats/library.hpp"
 
-#include <pthread.h>
-
 #include <condition_variable>
-#include <csignal>
 #include <mutex>
 
 #include <nats/nats.h>
@@ -27,9 +24,6 @@ Library::Library()
         starting = true;
     }
     starting_ = util::start_thread<std::jthread>("the thread that starts nats.c", [] {
-        sigset_t all;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, nullptr);
         nats_Open(-1);  // if it fails, the first connect says why
         std::lock_guard lock(mutex);
         starting = false;
