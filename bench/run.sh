@@ -41,11 +41,18 @@ for prog in health_bench bare_responder; do
     cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$bin/$prog" "$here/$prog.c" \
         $(pkg-config --cflags --libs libnats) -lpthread
 done
-# bare-libs: the same responder loading every library the daemon loads, so
-# that the start's table can tell the loader's share from the daemon's own.
-# shellcheck disable=SC2046
+# bare-libs: the same responder loading every library the daemon loads (the
+# daemon's DT_NEEDED, whose own come with them), so that the start's table
+# can tell the loader's share from the daemon's own. Without a daemon built,
+# the libraries the design names.
+if [ -x "$daemon" ]; then
+    libs=$(readelf -d "$daemon" | sed -n 's/.*(NEEDED).*\[\(lib[^]]*\)\]$/-l:\1/p')
+else
+    libs=$(pkg-config --libs yaml-cpp sdbus-c++ libsystemd)
+fi
+# shellcheck disable=SC2046,SC2086
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$bin/bare_responder_libs" "$here/bare_responder.c" \
-    -Wl,--no-as-needed $(pkg-config --cflags --libs libnats yaml-cpp sdbus-c++ libsystemd fmt) -lstdc++ -lpthread
+    $(pkg-config --cflags libnats) -Wl,--no-as-needed $(pkg-config --libs libnats) $libs -lstdc++ -lpthread
 
 # bare-loop: the same responder reading its socket on one thread (nats.c's event loop).
 # shellcheck disable=SC2046
