@@ -507,8 +507,8 @@ void Leaf::stop()
     // The stream's acknowledgements first (delivery_ calls drain() when
     // nothing is pending), within a bound.
     ack_deadline_ = loop_.after(ack_deadline, [this] {
-        spdlog::warn("{} events not acknowledged within {} ms; they stay in the spool for the next start",
-            delivery_.state().pending, ack_deadline.count());
+        spdlog::warn("{} not acknowledged within {} ms; kept in the spool for the next start",
+            util::count_words(delivery_.state().pending, "event"), ack_deadline.count());
         drain();
     });
     if (delivery_.idle())

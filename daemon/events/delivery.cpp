@@ -7,6 +7,7 @@
 #include "events/jetstream.hpp"
 #include "util/ids.hpp"
 #include "util/json.hpp"
+#include "util/text.hpp"
 
 namespace cim::events {
 
@@ -19,8 +20,8 @@ Spool open_spool(const std::filesystem::path& directory, std::int64_t max_bytes)
         if (spool->recovery().damaged())
             spdlog::warn("event spool {}: {}", spool->path().string(), spool->recovery().str());
         else if (!spool->pending().empty())
-            spdlog::info(
-                "event spool {}: {} events from the last run to send", spool->path().string(), spool->pending().size());
+            spdlog::info("event spool {}: {} from the last run to send", spool->path().string(),
+                util::count_words(spool->pending().size(), "event"));
         return std::move(*spool);
     }
     const std::string why = std::get<std::string>(opened);
@@ -122,7 +123,7 @@ void Delivery::lose(const Dropped& dropped)
     if (dropped.empty())
         return;
     state_.dropped += dropped.count;
-    handlers_.lost(std::to_string(dropped.count) + " events dropped (seq " + std::to_string(dropped.first_seq) +
+    handlers_.lost(util::count_words(dropped.count, "event") + " dropped (seq " + std::to_string(dropped.first_seq) +
         " to " + std::to_string(dropped.last_seq) + "): the spool is full (events.spool_bytes)");
     // An events_dropped event evicted too: what it told must be told again.
     for (Gap& gap : gaps_)
@@ -370,10 +371,6 @@ void Delivery::refresh()
     state_.pending = spool_.pending().size();
     state_.spool_bytes = spool_.bytes();
     state_.spool = spool_.path().string();
-    if (!spool_.durable() && phase_ != Phase::blocked)
-        state_.problem = "the spool is not durable: " + spool_.error();
-    else if (phase_ == Phase::jetstream || phase_ == Phase::core)
-        state_.problem.clear();
     // Health turns degraded when the oldest event has waited too long.
     const bool waiting = !spool_.pending().empty();
     const auto oldest = waiting ? spool_.pending().front().time : std::chrono::system_clock::time_point{};
@@ -391,6 +388,27 @@ void Delivery::refresh()
                 });
         }
     }
+    log_disk_wait(state_.overdue && !spool_.may_send(spool_.pending().front().seq));
+    if (!spool_.durable() && phase_ != Phase::blocked)
+        state_.problem = "the spool is not durable: " + spool_.error();
+    else if (phase_ == Phase::jetstream || phase_ == Phase::core)
+        state_.problem =
+            waits_for_disk_ ? "the oldest event is not on disk yet: the spool's fdatasync has not returned" : "";
+}
+
+// A hung disk: the oldest event has waited pending_bound, not for NATS but
+// for the sync that puts it on disk.
+void Delivery::log_disk_wait(bool waits)
+{
+    if (waits == waits_for_disk_)
+        return;
+    waits_for_disk_ = waits;
+    if (waits)
+        spdlog::warn("events wait for the disk: the spool's fdatasync has not returned, and the oldest event "
+                     "(seq {}) has waited over {} s",
+            spool_.pending().front().seq, pending_bound.count());
+    else
+        spdlog::info("events no longer wait for the disk");
 }
 
 }  // namespace cim::events

@@ -93,6 +93,7 @@ private:
     void on_synced(const Spool::Unsynced& what, int error);
     void update();  // refresh(), and tell what changed
     void log_durability();  // when the spool turns not durable (and why), or durable again
+    void log_disk_wait(bool waits);
     void refresh();
 
     EventLoop& loop_;
@@ -101,6 +102,7 @@ private:
     Spool spool_;
     Syncer syncer_;  // after spool_: stops before it goes
     bool spool_durable_;  // spool_.durable() as last logged
+    bool waits_for_disk_ = false;  // the oldest event is overdue, and not on disk yet
     EventsState state_;
     EventsState told_;  // state_ as handlers_.changed last saw it
 

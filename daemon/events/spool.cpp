@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "events/spool_format.hpp"
+#include "util/text.hpp"
 
 namespace cim::events {
 
@@ -222,7 +223,7 @@ void Dropped::add(const Dropped& later)
 
 std::string Recovery::str() const
 {
-    std::string text = "kept " + std::to_string(records) + " events";
+    std::string text = "kept " + util::count_words(records, "event");
     if (damaged())
         text +=
             "; cut " + std::to_string(discarded_bytes) + " bytes at offset " + std::to_string(offset) + ": " + reason;

@@ -33,6 +33,12 @@ std::vector<std::string> split(std::string_view text, char separator);
 // not zero, at most `units` of them: "3d 4h 0m 5s", or "3d 4h" with 2.
 std::string duration_words(std::int64_t seconds, std::size_t units = 4);
 
+// `n` and the noun, plural unless n is 1: "1 event", "3 events".
+inline std::string count_words(std::uint64_t n, std::string_view noun)
+{
+    return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
+}
+
 // A whole decimal integer (optional '-'), nothing else.
 std::optional<std::int64_t> parse_int(std::string_view text);
 

@@ -124,7 +124,7 @@ def test_a_slow_disk_holds_back_neither_the_start_nor_the_loop_and_loses_nothing
         assert 1 <= disk.syncs() <= 11, f"{disk.syncs()} fdatasyncs for 22 events"
         # `stopping` outlasts the stop's wait for acknowledgements, but not the exit.
         assert leaf.stop() == 0
-        assert "1 events not acknowledged" in leaf.output()
+        assert "1 event not acknowledged" in leaf.output()
         again = start_leaf(daemons, notify, server.url, name="leaf0")
         wait_acknowledged(server)
         events = stream_events(server)
@@ -132,6 +132,43 @@ def test_a_slow_disk_holds_back_neither_the_start_nor_the_loop_and_loses_nothing
         assert_complete(events)
         assert again.stop() == 0
     finally:
+        server.stop()
+
+
+def test_a_hung_disk_is_named_in_health_and_the_journal_and_loses_nothing(daemons, notify, tmp_path):
+    """The spool's fdatasync does not return until the test lets it: the
+    daemon goes on answering; once the oldest event has waited 30 s, health
+    is degraded and says the disk is why, and the journal says it once; when
+    the disk returns, the events go out and health is ok again."""
+    disk = SlowSpoolDisk(tmp_path, BIN, held=True)
+    server = jetstream_server(tmp_path).start()
+
+    def events_check():
+        with Client(server.port) as client:
+            return health(client)["checks"]["events"]
+
+    try:
+        leaf = start_leaf(daemons, notify, server.url, env=disk.env)
+        check = events_check()  # waiting for the disk is no trouble yet
+        assert (check["status"], check["problem"], check["pending"]) == ("ok", "", 2)
+        wait_until(lambda: events_check()["problem"] != "", 40, interval=0.5, what="the disk named as the problem")
+        check = events_check()
+        assert check["status"] == "degraded" and check["pending"] == 2 and check["oldest_pending_s"] >= 30
+        assert check["problem"] == "the oldest event is not on disk yet: the spool's fdatasync has not returned"
+        assert disk.syncs() == 0
+        assert leaf.output().count("events wait for the disk") == 1
+
+        disk.release()
+        wait_acknowledged(server)
+        leaf.wait_for_log("events no longer wait for the disk")
+        check = events_check()
+        assert (check["status"], check["problem"]) == ("ok", "")
+        events = stream_events(server)
+        assert [e["event_type"] for e in events] == ["started", "ready"]
+        assert_complete(events)
+        assert leaf.stop() == 0
+    finally:
+        disk.release()
         server.stop()
 
 

@@ -231,9 +231,10 @@ class PlaintextServer(Listener):
 
 class SlowSpoolDisk:
     """Every fdatasync of the daemon's events.spool takes `delay_ms` longer
-    (tests/lib/slow_fdatasync.c, preloaded); syncs() counts those done."""
+    (tests/lib/slow_fdatasync.c, preloaded), and with `held`, does not
+    return until release(); syncs() counts those done."""
 
-    def __init__(self, workdir, binary, delay_ms):
+    def __init__(self, workdir, binary, delay_ms=0, held=False):
         workdir = Path(workdir)
         library = workdir / "slow_fdatasync.so"
         source = Path(__file__).with_name("slow_fdatasync.c")
@@ -243,6 +244,13 @@ class SlowSpoolDisk:
         preload = [path for path in (asan_runtime(binary), str(library)) if path]
         self.env = {"LD_PRELOAD": " ".join(preload), "CIM_TEST_FDATASYNC_MS": str(delay_ms),
                     "CIM_TEST_FDATASYNC_LOG": str(self.log)}
+        self.hold = workdir / "fdatasync.hold"
+        if held:
+            self.hold.touch()
+            self.env["CIM_TEST_FDATASYNC_HOLD"] = str(self.hold)
+
+    def release(self):
+        self.hold.unlink(missing_ok=True)
 
     def syncs(self):
         return self.log.read_text().count("\n") if self.log.exists() else 0

@@ -1,7 +1,9 @@
 /* A slow disk for the event spool, preloaded into the real daemon
  * (LD_PRELOAD): every fdatasync of a file named events.spool first waits
- * CIM_TEST_FDATASYNC_MS milliseconds, and appends a line to the file
- * CIM_TEST_FDATASYNC_LOG when it returns. Other files sync as they would. */
+ * CIM_TEST_FDATASYNC_MS milliseconds, then as long as the file
+ * CIM_TEST_FDATASYNC_HOLD exists (a hung disk, until the test removes it),
+ * and appends a line to the file CIM_TEST_FDATASYNC_LOG when it returns.
+ * Other files sync as they would. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -32,6 +34,10 @@ int fdatasync(int fd)
     const long delay = ms ? atol(ms) : 0;
     const struct timespec wait = {delay / 1000, (delay % 1000) * 1000000L};
     nanosleep(&wait, NULL);
+    const char* hold = getenv("CIM_TEST_FDATASYNC_HOLD");
+    const struct timespec poll = {0, 10 * 1000000L};
+    while (hold && access(hold, F_OK) == 0)
+        nanosleep(&poll, NULL);
     const int result = real(fd);
     const char* log = getenv("CIM_TEST_FDATASYNC_LOG");
     if (log) {

@@ -521,7 +521,7 @@ TEST_CASE("recovery says where and why")
         write_file(dir.spool_file(), bytes.substr(0, bytes.size() - 3));
         const Spool spool = open_ok(dir.path);
         CHECK(spool.recovery().str() ==
-            "kept 1 events; cut " + std::to_string(bytes.size() - 3 - second) + " bytes at offset " +
+            "kept 1 event; cut " + std::to_string(bytes.size() - 3 - second) + " bytes at offset " +
                 std::to_string(second) + ": a frame of " + std::to_string(frame_bytes(record(2))) + " bytes cut short");
     }
     SUBCASE("flipped")

@@ -75,3 +75,10 @@ TEST_CASE("lists split and joined, node ids told apart")
     for (const char* bad : {"", "leaf.01", "leaf 01", "*", ">", "l\xc3\xa9" "af"})
         CHECK_MESSAGE(!is_node_id(bad), bad);
 }
+
+TEST_CASE("counts say one thing in the singular")
+{
+    CHECK(count_words(0, "event") == "0 events");
+    CHECK(count_words(1, "event") == "1 event");
+    CHECK(count_words(2, "event") == "2 events");
+}
