@@ -64,7 +64,8 @@ stdenv.mkDerivation {
     libnats-c
     sdbus-cpp
     systemdLibs
-    # Its headers only (compiled into the daemon), and the fmt it propagates.
+    # Its headers only, and those of the fmt it propagates: both are compiled
+    # into the daemon.
     spdlog
     yaml-cpp
     nlohmann_json
