@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "util/thread.hpp"
 
 namespace cim::events {
@@ -37,10 +39,17 @@ void Syncer::request(Spool::Unsynced what)
     wanted_.notify_one();
 }
 
-Syncer::Finished Syncer::stop()
+Syncer::Finished Syncer::stop(std::chrono::milliseconds patience)
 {
     if (thread_.joinable()) {
         thread_.request_stop();
+        std::unique_lock lock(mutex_);
+        if (!ending_.wait_for(lock, patience, [this] { return ended_; })) {
+            spdlog::warn("the exit waits for the disk: the event spool's fdatasync has not returned after {} ms",
+                patience.count());
+            ending_.wait(lock, [this] { return ended_; });
+        }
+        lock.unlock();
         thread_.join();
     }
     return take_finished();
@@ -60,6 +69,8 @@ void Syncer::run(std::stop_token stop)
         const std::uint64_t one = 1;
         [[maybe_unused]] const ssize_t n = write(finished_fd_.get(), &one, sizeof one);
     }
+    ended_ = true;
+    ending_.notify_all();
 }
 
 Syncer::Finished Syncer::take_finished()

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -39,7 +40,9 @@ public:
 
     // Does the request not yet taken, if any, and stops the thread; returns
     // what was not reported (for Spool::synced; nothing goes to `done`).
-    Finished stop();
+    // Waits for the disk however long it takes, and says so in the journal
+    // after `patience`, so that a stop held by a hung disk is explained.
+    Finished stop(std::chrono::milliseconds patience = std::chrono::seconds(1));
 
 private:
     void run(std::stop_token stop);
@@ -52,6 +55,8 @@ private:
     std::condition_variable_any wanted_;
     std::optional<Spool::Unsynced> requested_;
     Finished finished_;
+    bool ended_ = false;  // run() has returned
+    std::condition_variable ending_;
     std::jthread thread_;
 };
 

@@ -139,7 +139,8 @@ def test_a_hung_disk_is_named_in_health_and_the_journal_and_loses_nothing(daemon
     """The spool's fdatasync does not return until the test lets it: the
     daemon goes on answering; once the oldest event has waited 30 s, health
     is degraded and says the disk is why, and the journal says it once; when
-    the disk returns, the events go out and health is ok again."""
+    the disk returns, the events go out and health is ok again. A stop the
+    disk holds up says so, and ends when the disk returns."""
     disk = SlowSpoolDisk(tmp_path, BIN, held=True)
     server = jetstream_server(tmp_path).start()
 
@@ -163,10 +164,20 @@ def test_a_hung_disk_is_named_in_health_and_the_journal_and_loses_nothing(daemon
         leaf.wait_for_log("events no longer wait for the disk")
         check = events_check()
         assert (check["status"], check["problem"]) == ("ok", "")
+        assert [e["event_type"] for e in stream_events(server)] == ["started", "ready"]
+
+        disk.hold()
+        leaf.signal(signal.SIGTERM)  # `stopping` cannot reach the disk
+        leaf.wait_for_log("the exit waits for the disk")
+        assert leaf.proc.poll() is None
+        disk.release()
+        assert leaf.wait() == 0
+        again = start_leaf(daemons, notify, server.url, name="leaf0")
+        wait_acknowledged(server)
         events = stream_events(server)
-        assert [e["event_type"] for e in events] == ["started", "ready"]
+        assert [e["event_type"] for e in events] == ["started", "ready", "stopping", "started", "ready"]
         assert_complete(events)
-        assert leaf.stop() == 0
+        assert again.stop() == 0
     finally:
         disk.release()
         server.stop()

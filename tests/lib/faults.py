@@ -231,8 +231,8 @@ class PlaintextServer(Listener):
 
 class SlowSpoolDisk:
     """Every fdatasync of the daemon's events.spool takes `delay_ms` longer
-    (tests/lib/slow_fdatasync.c, preloaded), and with `held`, does not
-    return until release(); syncs() counts those done."""
+    (tests/lib/slow_fdatasync.c, preloaded), and while held (`held`, or
+    hold()) does not return until release(); syncs() counts those done."""
 
     def __init__(self, workdir, binary, delay_ms=0, held=False):
         workdir = Path(workdir)
@@ -244,13 +244,16 @@ class SlowSpoolDisk:
         preload = [path for path in (asan_runtime(binary), str(library)) if path]
         self.env = {"LD_PRELOAD": " ".join(preload), "CIM_TEST_FDATASYNC_MS": str(delay_ms),
                     "CIM_TEST_FDATASYNC_LOG": str(self.log)}
-        self.hold = workdir / "fdatasync.hold"
+        self.held = workdir / "fdatasync.hold"
+        self.env["CIM_TEST_FDATASYNC_HOLD"] = str(self.held)
         if held:
-            self.hold.touch()
-            self.env["CIM_TEST_FDATASYNC_HOLD"] = str(self.hold)
+            self.hold()
+
+    def hold(self):
+        self.held.touch()
 
     def release(self):
-        self.hold.unlink(missing_ok=True)
+        self.held.unlink(missing_ok=True)
 
     def syncs(self):
         return self.log.read_text().count("\n") if self.log.exists() else 0
